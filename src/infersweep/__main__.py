@@ -1,0 +1,3 @@
+from infersweep.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""A Case is one point of the sweep grid; a Group is the cases that share one prepared model.
+
+Case ids are a hash of the fields that change what is measured, so the same case gets the same id
+in every run: that is what makes resume work. Measurement settings (min time, target CI) are not
+part of the id: re-measuring a case with tighter settings replaces the same row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from itertools import product
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infersweep.spec import Spec
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    model: str
+    weights: str  # "random(seed=N)" or the checkpoint path with {size} filled in
+    backend: str
+    device: str
+    precision: str
+    image_size: int
+    batch_size: int
+    data: str
+    scope: str = "compute"
+
+    @property
+    def case_id(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def group_key(self) -> tuple:
+        """Cases that differ only in batch size share a prepared model (one export, one session)."""
+        return (self.model, self.weights, self.backend, self.device, self.precision,
+                self.image_size, self.data, self.scope)
+
+    @property
+    def label(self) -> str:
+        return (f"{self.backend} {self.device} {self.precision} "
+                f"{self.image_size}px bs{self.batch_size} {self.data}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Case:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def weights_label(weights_path: str | None, image_size: int, seed: int) -> str:
+    if weights_path is None:
+        return f"random(seed={seed})"
+    return weights_path.replace("{size}", str(image_size))
+
+
+def expand(spec: Spec) -> list[Case]:
+    """The full grid, in a stable order: grouped so that a worker serves a whole group."""
+    cases = []
+    for backend, device, precision, size, data, batch in product(
+            spec.backends, spec.devices, spec.precisions, spec.sizes, spec.data, spec.batches):
+        cases.append(Case(
+            model=spec.model,
+            weights=weights_label(spec.weights, size, spec.seed),
+            backend=backend, device=device, precision=precision,
+            image_size=size, batch_size=batch, data=data, scope=spec.scope,
+        ))
+    return cases
+
+
+def group_cases(cases: list[Case]) -> list[list[Case]]:
+    """Split into groups sharing a prepared model, keeping first-seen order; batches ascending."""
+    groups: dict[tuple, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.group_key, []).append(case)
+    return [sorted(g, key=lambda c: c.batch_size) for g in groups.values()]

@@ -1,0 +1,243 @@
+"""The `infersweep` command: run, plan, report, env.
+
+Bad input of any kind ends with one message on stderr and exit code 2, before any case runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from infersweep.cases import Case
+from infersweep.plan import DONE, RUN, PlannedCase, make_plan
+from infersweep.results import Result
+from infersweep.spec import SpecError, build_spec, check_inputs, load_toml, prepare_out
+from infersweep.stats import summarize
+
+app = typer.Typer(add_completion=False, no_args_is_help=False,
+                  help="Sweep vision-model inference over runtimes, precisions, batch and image "
+                       "sizes; measure each case honestly; never lose a result.")
+console = Console()
+err = Console(stderr=True)
+
+SpecFile = Annotated[Optional[Path], typer.Argument(help="sweep.toml (flags override it)")]
+Model = Annotated[Optional[str], typer.Option("--model", help="torchvision model name [resnet18]")]
+Weights = Annotated[Optional[str], typer.Option(
+    "--weights", help="local state_dict; may contain {size} [random init, fixed seed]")]
+Backends = Annotated[Optional[str], typer.Option(
+    "--backends", help="comma list [torch,onnxruntime]")]
+Devices = Annotated[Optional[str], typer.Option("--devices", help="cpu,cuda [cpu, +cuda if present]")]
+Precisions = Annotated[Optional[str], typer.Option("--precisions", help="fp32,fp16,... [fp32]")]
+Sizes = Annotated[Optional[str], typer.Option("--sizes", help="image sizes in px [224]")]
+Batches = Annotated[Optional[str], typer.Option("--batches", help="batch sizes [1,8,32]")]
+Data = Annotated[Optional[str], typer.Option("--data", help="synthetic or an image folder [synthetic]")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="run directory [runs/<model>-<hash>]")]
+Timeout = Annotated[Optional[float], typer.Option("--timeout", help="seconds per case [600]")]
+Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline [torch]")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="seed for weights and data [0]")]
+MinTime = Annotated[Optional[float], typer.Option("--min-time", help="timed seconds at least [1]")]
+MaxTime = Annotated[Optional[float], typer.Option("--max-time", help="timed seconds at most [10]")]
+MinIter = Annotated[Optional[int], typer.Option("--min-iterations", help="timed runs at least [10]")]
+TargetCi = Annotated[Optional[float], typer.Option(
+    "--target-ci", help="stop at this relative 95%% CI half-width of the median [0.01]")]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _spec_from(spec_file, flags: dict):
+    from infersweep.env import cuda_available
+
+    raw = load_toml(spec_file) if spec_file else {}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    gpu = cuda_available()
+    spec = build_spec(raw, gpu_present=gpu)
+    return spec, gpu
+
+
+def _flags(model, weights, backends, devices, precisions, sizes, batches, data, out, timeout,
+           baseline, seed, min_time, max_time, min_iterations, target_ci) -> dict:
+    return {"model": model, "weights": weights, "backends": backends, "devices": devices,
+            "precisions": precisions, "sizes": sizes, "batches": batches, "data": data,
+            "out": str(out) if out else None, "timeout": timeout, "baseline": baseline,
+            "seed": seed, "min_time": min_time, "max_time": max_time,
+            "min_iterations": min_iterations, "target_ci": target_ci}
+
+
+class TerminalObserver:
+    """A live progress bar with the current case and ETA, and one line per finished case."""
+
+    def __init__(self):
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=console, transient=True)
+        self.task = None
+
+    def planned(self, plan: list[PlannedCase]) -> None:
+        to_run = sum(p.action == RUN for p in plan)
+        done = sum(p.action == DONE for p in plan)
+        skipped = len(plan) - to_run - done
+        console.print(f"{len(plan)} cases: {to_run} to run, {done} already done, "
+                      f"{skipped} unsupported/unavailable")
+        for p in plan:
+            if p.action not in (RUN, DONE):
+                console.print(f"  [yellow]{p.action:>11}[/]  {p.case.label}: {p.reason}",
+                              highlight=False)
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=to_run)
+
+    def case_started(self, case: Case) -> None:
+        self.progress.update(self.task, description=case.label)
+
+    def case_finished(self, result: Result) -> None:
+        self.progress.advance(self.task)
+        console.print(case_line(result), highlight=False)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def case_line(result: Result) -> str:
+    label = result.case.label
+    if result.status != "ok":
+        return f"  [red]{result.status:>11}[/]  {label}: {result.reason[:300]}"
+    s = summarize(result.samples_ms)
+    ips = result.case.batch_size * 1000 / s.median
+    line = (f"  [green]{'ok':>11}[/]  {label}\n{'':13}median [bold]{s.median:.3f} ms[/] ± {s.std:.3f}"
+            f"  (min {s.min:.3f} … max {s.max:.3f})  {ips:.1f} img/s  n={s.iterations}")
+    if result.warnings:
+        line += f"\n{'':13}[yellow]warning:[/] {'; '.join(result.warnings)}"
+    return line
+
+
+@app.command()
+def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None,
+        backends: Backends = None, devices: Devices = None, precisions: Precisions = None,
+        sizes: Sizes = None, batches: Batches = None, data: Data = None, out: Out = None,
+        timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
+        min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
+        target_ci: TargetCi = None,
+        fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
+        retry_failed: Annotated[bool, typer.Option(
+            "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False):
+    """Run a sweep; results are stored per case and resumed on the next run with the same --out."""
+    from infersweep.store import RunDirBusy, exclusive_run
+    from infersweep.sweep import run_sweep
+
+    try:
+        spec, gpu = _spec_from(spec_file, _flags(model, weights, backends, devices, precisions,
+                                                 sizes, batches, data, out, timeout, baseline,
+                                                 seed, min_time, max_time, min_iterations,
+                                                 target_ci))
+        check_inputs(spec)
+        out_dir = prepare_out(spec.out or spec.default_out())
+    except SpecError as exc:
+        _fail(str(exc))
+    console.print(f"run directory: [bold]{out_dir}[/]")
+    observer = TerminalObserver()
+    try:
+        with exclusive_run(out_dir):
+            try:
+                outcome = run_sweep(spec, out_dir, observer, fresh=fresh,
+                                    retry_failed=retry_failed, gpu_present=gpu)
+            finally:
+                observer.close()
+    except RunDirBusy as exc:
+        _fail(str(exc))
+    counts: dict[str, int] = {}
+    for row in outcome.rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    if outcome.interrupted:
+        console.print(f"[yellow]interrupted[/]: {summary}; run the same command again to resume")
+        raise typer.Exit(130)
+    console.print(f"{summary}. Wrote {out_dir}/results.csv, results.json, report.md")
+
+
+@app.command()
+def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = None,
+         backends: Backends = None, devices: Devices = None, precisions: Precisions = None,
+         sizes: Sizes = None, batches: Batches = None, data: Data = None, out: Out = None,
+         timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
+         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
+         target_ci: TargetCi = None,
+         list_models: Annotated[bool, typer.Option("--list-models",
+                                                   help="list the model names and exit")] = False):
+    """Print the expanded cases and what will happen to each, without running anything."""
+    from infersweep.store import Store
+
+    if list_models:
+        from infersweep.models import available_models
+
+        console.print(" ".join(available_models()))
+        return
+    try:
+        spec, gpu = _spec_from(spec_file, _flags(model, weights, backends, devices, precisions,
+                                                 sizes, batches, data, out, timeout, baseline,
+                                                 seed, min_time, max_time, min_iterations,
+                                                 target_ci))
+        check_inputs(spec)
+    except SpecError as exc:
+        _fail(str(exc))
+    out_dir = spec.out or spec.default_out()
+    finished: dict[str, str] = {}
+    if (out_dir / "results.sqlite").exists():
+        store = Store(out_dir / "results.sqlite")
+        statuses, keep = store.statuses(), store.finished_ids()
+        store.close()
+        finished = {cid: s for cid, s in statuses.items() if cid in keep}
+    planned = make_plan(spec, finished, gpu)
+    table = Table(title=f"plan for {out_dir}")
+    for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
+                "reason"):
+        table.add_column(col)
+    for p in planned:
+        c = p.case
+        table.add_row(c.case_id, c.backend, c.device, c.precision, str(c.image_size),
+                      str(c.batch_size), c.data, p.action, p.reason)
+    console.print(table)
+    to_run = sum(p.action == RUN for p in planned)
+    console.print(f"{len(planned)} cases, {to_run} to run")
+
+
+@app.command()
+def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
+           baseline: Baseline = None):
+    """Regenerate results.csv, results.json and report.md from DIR/results.sqlite."""
+    from infersweep.sweep import rebuild_reports
+
+    if not (out_dir / "results.sqlite").is_file():
+        _fail(f"{out_dir} holds no results.sqlite (is it a run directory?)")
+    rows = rebuild_reports(out_dir, baseline)
+    console.print(f"{len(rows)} cases. Wrote {out_dir}/results.csv, results.json, report.md")
+
+
+@app.command()
+def env():
+    """Print the hardware and software this machine would measure with."""
+    from infersweep.env import collect, describe
+
+    table = Table(show_header=False)
+    for label, value in describe(collect()):
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

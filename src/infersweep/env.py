@@ -1,0 +1,106 @@
+"""Facts about the machine and software, saved with every run and shown at the top of report.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript",
+            "numpy", "nvidia-ml-py")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpus() -> list[dict]:
+    """GPUs through NVML (nvidia-ml-py); empty when there is no driver or no package."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        found = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            found.append({"index": i, "name": pynvml.nvmlDeviceGetName(h), "driver": driver,
+                          "memory_gib": round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 1)})
+        return found
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def cuda_available() -> bool:
+    if gpus():
+        return True
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def collect() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores_usable": usable_cores(),
+        "cores_logical": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "gpus": gpus(),
+    }
+
+
+def describe(env: dict) -> list[tuple[str, str]]:
+    """(label, value) pairs for terminal and Markdown output."""
+    pairs = [("Host", env["host"]), ("CPU", f"{env['cpu']} ({env['cores_usable']} usable cores)"),
+             ("Memory", f"{env['memory_gib']} GiB"), ("OS", env["os"]), ("Python", env["python"])]
+    pairs += [(name, version) for name, version in env["packages"].items()]
+    if env["gpus"]:
+        for g in env["gpus"]:
+            pairs.append((f"GPU {g['index']}", f"{g['name']}, {g['memory_gib']} GiB, "
+                                               f"driver {g['driver']}"))
+    else:
+        pairs.append(("GPU", "none visible"))
+    return pairs

@@ -1,0 +1,197 @@
+"""Local executor: runs each group of cases in a fresh worker process, one measurement at a time.
+
+Only one worker runs at a time: two measurements sharing a CPU would each slow the other down.
+The executor owns the failure semantics: a case that is in flight when its worker dies is charged
+(crashed / oom / timeout) and the rest of the group goes on in a fresh worker. The worker runs in
+its own session (process group), so a timeout kills everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infersweep.cases import Case
+from infersweep.results import Result
+
+STDERR_TAIL_CHARS = 1500
+
+
+@dataclass
+class WorkerJob:
+    settings: dict
+    seed: int
+    opset: int | None
+    cache_dir: str | None
+    timeout_s: float
+    log_dir: Path
+
+
+def _cgroup_oom_kills() -> int | None:
+    """The kernel's OOM-kill count for our cgroup (v2), to tell an OOM kill from another SIGKILL."""
+    try:
+        cgroup = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
+        events = Path("/sys/fs/cgroup") / cgroup.lstrip("/") / "memory.events"
+        for line in events.read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - STDERR_TAIL_CHARS))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _death_result(case: Case, returncode: int, oom_before: int | None, log: Path) -> Result:
+    tail = _tail(log)
+    tail_note = f"; stderr tail: {tail[-600:]}" if tail else ""
+    if returncode < 0:
+        sig = signal.Signals(-returncode)
+        oom_after = _cgroup_oom_kills()
+        if sig == signal.SIGKILL and oom_before is not None and oom_after is not None \
+                and oom_after > oom_before:
+            return Result(case, "oom", reason="killed by the kernel's OOM killer "
+                                              f"(cgroup oom_kill count rose){tail_note}")
+        hint = " (possibly the kernel's OOM killer)" if sig == signal.SIGKILL else ""
+        return Result(case, "crashed",
+                      reason=f"worker killed by signal {sig.name}{hint}{tail_note}")
+    if "MemoryError" in tail:
+        return Result(case, "oom", reason=f"worker exited with code {returncode} on MemoryError"
+                                          f"{tail_note}")
+    return Result(case, "crashed", reason=f"worker exited with code {returncode}{tail_note}")
+
+
+class LocalExecutor:
+    def __init__(self, job: WorkerJob):
+        self.job = job
+        self.active: subprocess.Popen | None = None
+
+    def _spawn(self, cases: list[Case], log: Path) -> tuple[subprocess.Popen, int]:
+        read_fd, write_fd = os.pipe()
+        payload = json.dumps({
+            "cases": [c.to_dict() for c in cases], "settings": self.job.settings,
+            "seed": self.job.seed, "opset": self.job.opset, "cache_dir": self.job.cache_dir,
+        })
+        with open(log, "ab") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "infersweep.worker", "--result-fd", str(write_fd),
+                 "--parent", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=log_file, stderr=log_file, pass_fds=(write_fd,),
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        os.close(write_fd)
+        self.active = proc
+        try:
+            proc.stdin.write(payload.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the worker died at once; its exit is handled like any other death
+        return proc, read_fd
+
+    def run_group(self, cases: list[Case], on_start: Callable[[Case], None],
+                  on_result: Callable[[Result], None]) -> None:
+        """Run every case of the group; each ends in exactly one on_result call."""
+        pending = list(cases)
+        by_id = {c.case_id: c for c in cases}
+        log = self.job.log_dir / f"worker-{cases[0].case_id}.log"
+        while pending:
+            oom_before = _cgroup_oom_kills()
+            proc, read_fd = self._spawn(pending, log)
+            in_flight: Case | None = None
+            started = time.monotonic()  # a worker stuck before its first case is charged too
+            buffer = b""
+            timed_out = False
+            try:
+                while True:
+                    remaining = self.job.timeout_s - (time.monotonic() - started)
+                    if remaining <= 0:
+                        timed_out = True
+                        break
+                    ready, _, _ = select.select([read_fd], [], [], min(remaining, 1.0))
+                    if not ready:
+                        continue
+                    chunk = os.read(read_fd, 65536)
+                    if not chunk:
+                        break  # worker closed its channel: finished or died
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        try:
+                            message = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue
+                        if message.get("event") == "start" and message.get("case_id") in by_id:
+                            in_flight = by_id[message["case_id"]]
+                            started = time.monotonic()
+                            on_start(in_flight)
+                        elif message.get("event") == "result":
+                            result = Result.from_json(json.dumps(message["result"]))
+                            if result.case in pending:
+                                pending.remove(result.case)
+                                on_result(result)
+                            in_flight = None
+                            started = time.monotonic()
+            except BaseException:  # Ctrl-C or a bug here: the worker must not outlive us
+                _kill_group(proc)
+                raise
+            finally:
+                os.close(read_fd)
+                if timed_out:
+                    _kill_group(proc)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    proc.wait()
+                _kill_group(proc)  # anything the worker left behind in its process group
+                self.active = None
+
+            if not pending:
+                return
+            # The worker ended with cases left: charge the one in flight (or the next one if it
+            # died before starting any, so that the loop always makes progress).
+            victim = in_flight or pending[0]
+            if timed_out:
+                result = Result(victim, "timeout",
+                                reason=f"no result within --timeout {self.job.timeout_s:g} s; "
+                                       "the worker's process group was killed")
+            elif proc.returncode == 0:
+                result = Result(victim, "crashed", reason="worker exited (code 0) without "
+                                                          f"reporting this case; {_tail(log)[-300:]}")
+            else:
+                result = _death_result(victim, proc.returncode, oom_before, log)
+            result.info["log"] = str(log)
+            pending.remove(victim)
+            on_result(result)
+
+    def stop(self) -> None:
+        """Kill the worker in flight (Ctrl-C): nothing may keep running after we return."""
+        if self.active is not None:
+            _kill_group(self.active)
+            try:
+                self.active.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass

@@ -1,0 +1,153 @@
+"""Model zoo: torchvision classification models by name, random-init or from a local checkpoint.
+
+Nothing is ever downloaded. Checkpoints are the ones users actually have: a plain state_dict, one
+nested under "state_dict"/"model_state_dict", or one saved from a wrapper module whose keys carry a
+prefix (``resnet.conv1.weight``, ``module.fc.bias``). The number of classes is read from the
+checkpoint's classifier, so a 10-class fine-tune loads without being told it has 10 classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+
+class WeightsError(ValueError):
+    """A checkpoint that cannot be used for the model; the message says exactly why."""
+
+
+@lru_cache(maxsize=1)
+def available_models() -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def _classifier_key(model) -> str:
+    """The weight key of the model's last Linear layer: where num_classes lives."""
+    import torch.nn as nn
+
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise WeightsError("model has no Linear classifier; cannot infer the number of classes")
+    return f"{last}.weight"
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """Read a checkpoint file into a flat {name: tensor} dict, or raise WeightsError."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file is empty: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or non-tensor pickles
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"{path} is not a readable state_dict (torch.load(weights_only=True) failed: "
+            f"{first_line[:200]})") from None
+    if isinstance(obj, Mapping):
+        for nested in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(nested), Mapping):
+                obj = obj[nested]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{path} does not hold a state_dict (found {type(obj).__name__})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors or not all(isinstance(k, str) for k in tensors):
+        raise WeightsError(f"{path} does not hold a state_dict of named tensors")
+    return tensors
+
+
+def _strip_wrapper_prefix(state: dict, model_keys: set[str]) -> dict:
+    """Drop a wrapper's prefix ("resnet.", "module.", "model.") while it makes the keys fit better."""
+    while True:
+        if sum(k in model_keys for k in state) == len(state):
+            return state
+        firsts = {k.split(".", 1)[0] for k in state}
+        if len(firsts) != 1 or any("." not in k for k in state):
+            return state
+        prefix = firsts.pop() + "."
+        stripped = {k[len(prefix):]: v for k, v in state.items()}
+        if sum(k in model_keys for k in stripped) <= sum(k in model_keys for k in state):
+            return state
+        state = stripped
+
+
+def _describe_mismatch(model, state: dict) -> str:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                   for k in sorted(set(expected) & set(state))
+                   if tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", wrong_shape)):
+        if items:
+            shown = ", ".join(items[:5]) + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
+            parts.append(f"{title}: {shown}")
+    return "; ".join(parts)
+
+
+def build_model(name: str, weights_path: str | None = None, seed: int = 0):
+    """An eval-mode fp32 CPU model: random-init with a fixed seed, or loaded from a checkpoint."""
+    import torch
+    import torchvision
+
+    if name not in available_models():
+        raise WeightsError(f"unknown model {name!r}")
+    if weights_path is None:
+        torch.manual_seed(seed)
+        return torchvision.models.get_model(name, weights=None).eval()
+
+    state = load_state_dict(weights_path)
+    probe = torchvision.models.get_model(name, weights=None)
+    state = _strip_wrapper_prefix(state, set(probe.state_dict()))
+    classifier = _classifier_key(probe)
+    num_classes = state[classifier].shape[0] if classifier in state else None
+    torch.manual_seed(seed)
+    model = (torchvision.models.get_model(name, weights=None, num_classes=int(num_classes))
+             if num_classes is not None else probe)
+    mismatch = _describe_mismatch(model, state)
+    if mismatch:
+        raise WeightsError(f"{weights_path} does not fit {name}: {mismatch}")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of a weights file, for cache keys: a changed checkpoint never reuses an export."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class ModelSource:
+    """The model of one case group, built lazily once per worker (fault backends never build it)."""
+
+    def __init__(self, name: str, weights: str, seed: int = 0, opset: int | None = None):
+        self.name = name
+        self.opset = opset  # for backends that go through ONNX; None = their default
+        self.weights_path = None if weights.startswith("random(") else weights
+        self.seed = seed
+        self._model = None
+
+    @property
+    def weights_key(self) -> str:
+        return file_digest(self.weights_path) if self.weights_path else f"random-seed{self.seed}"
+
+    def model(self):
+        if self._model is None:
+            self._model = build_model(self.name, self.weights_path, self.seed)
+        return self._model

@@ -1,0 +1,129 @@
+"""Derived outputs of a run directory: results.csv, results.json, report.md.
+
+All three are rebuilt from the store's results (never edited in place) and written atomically, so
+a reader sees either the previous or the new version, even mid-sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from infersweep.env import describe
+from infersweep.results import CSV_COLUMNS, Result
+
+SPEEDUP_KEY = ("model", "weights", "device", "precision", "image_size", "batch_size", "data",
+               "scope")
+
+
+def rows_with_speedup(results: list[Result], baseline: str) -> list[dict]:
+    """Rows with speedup = baseline median / case median, matched on everything but the backend.
+
+    A row without an ok baseline row at the same device, precision, size and batch gets no
+    speedup: never one relative to an arbitrary other row.
+    """
+    rows = [r.row() for r in results]
+    base = {tuple(r[k] for k in SPEEDUP_KEY): r["latency_ms_median"] for r in rows
+            if r["backend"] == baseline and r["status"] == "ok"}
+    for row in rows:
+        reference = base.get(tuple(row[k] for k in SPEEDUP_KEY))
+        if row["status"] == "ok" and reference:
+            row["speedup"] = reference / row["latency_ms_median"]
+            row["baseline"] = baseline
+    rows.sort(key=lambda r: (r["model"], r["device"], r["precision"], r["data"], r["image_size"],
+                             r["batch_size"], r["backend"] != baseline, r["backend"]))
+    return rows
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def json_text(rows: list[dict], results: list[Result], env: dict, baseline: str) -> str:
+    extra = {r.case.case_id: r for r in results}
+    out = []
+    for row in rows:
+        r = extra[row["case_id"]]
+        out.append({**row, "warmup_iterations": r.warmup_iterations,
+                    "baseline_memory_mb": r.baseline_memory_mb, "info": r.info,
+                    "finished_at": r.finished_at, "samples_ms": r.samples_ms})
+    return json.dumps({"baseline": baseline, "env": env, "results": out}, indent=1)
+
+
+def _ms(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f} ms" if value < 100 else f"{value:.1f} ms"
+
+
+def _num(value, fmt: str, suffix: str = "") -> str:
+    return "" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str:
+    counts = Counter(r["status"] for r in rows)
+    lines = [f"# infersweep report: {title}", "",
+             f"{len(rows)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), "",
+             "## Environment", "", "| | |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in describe(env)]
+    memory_sources = sorted({r["memory_source"] for r in rows if r["memory_source"]})
+    lines += ["", "## How these numbers were measured", "",
+              "- time (batch): median wall-clock latency of one batch, synchronized, inputs already "
+              "where the runtime needs them; after a cold run and a warmup that lasted until the "
+              "running median settled. ± is the standard deviation.",
+              "- time (per image) = median / batch size; throughput = batch size / median.",
+              f"- speedup = median of `{baseline}` / median of the row, at the same device, "
+              "precision, image size, batch size and data; empty where there is no such "
+              f"`{baseline}` row.",
+              "- GFLOPs per image from torch.utils.flop_counter at the real input shape "
+              "(FLOPs = 2 x multiply-adds).",
+              *[f"- memory: {src}" for src in memory_sources], "",
+              "## Results", "",
+              "| backend | data | precision | device | shape | time (batch) | time (per image) "
+              "| throughput | memory | speedup | GFLOPs/img | status |",
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        shape = f"({r['batch_size']}, 3, {r['image_size']}, {r['image_size']})"
+        if r["status"] == "ok":
+            time_batch = f"{_ms(r['latency_ms_median'])} ± {r['latency_ms_std']:.3f}"
+        else:
+            time_batch = ""
+        lines.append(
+            f"| {r['backend']} | {r['data']} | {r['precision']} | {r['device']} | {shape} "
+            f"| {time_batch} | {_ms(r['per_image_ms'])} | {_num(r['throughput_ips'], '.1f', ' img/s')} "
+            f"| {_num(r['peak_memory_mb'], '.1f', ' MB')} | {_num(r['speedup'], '.2f', 'x')} "
+            f"| {_num(r['gflops_per_image'], '.2f')} | {r['status']} |")
+    problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
+    if problems:
+        lines += ["", "## Cases that did not run cleanly", "", "| case | status | reason |",
+                  "|---|---|---|"]
+        for r in problems:
+            label = (f"{r['backend']} {r['device']} {r['precision']} {r['image_size']}px "
+                     f"bs{r['batch_size']} {r['data']}")
+            why = r["reason"] or f"warning: {r['warnings']}"
+            why = why.replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {label} | {r['status']} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str) -> list[dict]:
+    rows = rows_with_speedup(results, baseline)
+    _atomic_write(out_dir / "results.csv", csv_text(rows))
+    _atomic_write(out_dir / "results.json", json_text(rows, results, env, baseline))
+    _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name))
+    return rows

@@ -1,0 +1,86 @@
+"""One Result per case: what happened, the raw samples, and the figures derived from them.
+
+Raw samples are the source of truth; statistics are derived when a row is produced, so a row can
+never disagree with its samples. ``speedup`` and ``baseline`` need other rows and are filled in by
+the report (see report.add_speedups).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from infersweep.cases import Case
+from infersweep.stats import summarize
+
+STATUSES = ("ok", "failed", "crashed", "oom", "timeout", "unsupported", "unavailable")
+# Statuses that mean "this case was attempted and went wrong": re-run by --retry-failed.
+FAILED_STATUSES = ("failed", "crashed", "oom", "timeout")
+
+CSV_COLUMNS = [
+    "case_id", "model", "weights", "backend", "device", "precision", "image_size", "batch_size",
+    "data", "scope", "status", "reason", "setup_s", "first_iter_ms", "iterations",
+    "latency_ms_mean", "latency_ms_median", "latency_ms_trimmed", "latency_ms_std",
+    "latency_ms_min", "latency_ms_max", "latency_ms_p90", "latency_ms_p99",
+    "latency_ms_ci_low", "latency_ms_ci_high", "per_image_ms", "throughput_ips",
+    "peak_memory_mb", "memory_source", "gflops_per_image", "achieved_tflops", "utilization_pct",
+    "speedup", "baseline", "max_abs_err", "cosine", "top1_agreement", "top1_accuracy", "warnings",
+]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Result:
+    case: Case
+    status: str
+    reason: str = ""
+    setup_s: float | None = None
+    first_iter_ms: float | None = None
+    warmup_iterations: int | None = None
+    samples_ms: list[float] = field(default_factory=list)
+    peak_memory_mb: float | None = None
+    baseline_memory_mb: float | None = None  # the worker after imports, before the model
+    memory_source: str = ""
+    gflops_per_image: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    finished_at: str = field(default_factory=now_iso)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["case"] = self.case.to_dict()
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> Result:
+        d = json.loads(text)
+        d["case"] = Case.from_dict(d["case"])
+        return cls(**d)
+
+    def row(self) -> dict:
+        """A flat row with the CSV columns; figures that were not measured are None."""
+        row = dict.fromkeys(CSV_COLUMNS)
+        row.update(self.case.to_dict())
+        row.update(case_id=self.case.case_id, status=self.status, reason=self.reason,
+                   setup_s=self.setup_s, first_iter_ms=self.first_iter_ms,
+                   peak_memory_mb=self.peak_memory_mb, memory_source=self.memory_source or None,
+                   gflops_per_image=self.gflops_per_image,
+                   warnings="; ".join(self.warnings) or None)
+        if self.status == "ok" and self.samples_ms:
+            s = summarize(self.samples_ms)
+            batch = self.case.batch_size
+            row.update(
+                iterations=s.iterations, latency_ms_mean=s.mean, latency_ms_median=s.median,
+                latency_ms_trimmed=s.trimmed, latency_ms_std=s.std, latency_ms_min=s.min,
+                latency_ms_max=s.max, latency_ms_p90=s.p90, latency_ms_p99=s.p99,
+                latency_ms_ci_low=s.ci_low, latency_ms_ci_high=s.ci_high,
+                per_image_ms=s.median / batch, throughput_ips=batch * 1000.0 / s.median,
+            )
+            if self.gflops_per_image:
+                # GFLOP per batch / ms per batch = TFLOP/s
+                row["achieved_tflops"] = self.gflops_per_image * batch / s.median
+        return row

@@ -1,0 +1,264 @@
+"""The sweep specification: parsed from a TOML file and/or flags, validated before anything runs.
+
+Every problem raises SpecError with one message naming the bad value and what is allowed; the CLI
+turns it into exit code 2. Validation happens in two steps: ``build_spec`` checks the values
+themselves (cheap), ``check_inputs`` opens what they point to (weights files, data folders,
+the output directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from infersweep.measure import MeasureSettings
+
+KNOWN_DEVICES = ("cpu", "cuda")
+KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "amp", "int8")
+KNOWN_SCOPES = ("compute",)
+MAX_IMAGE_SIZE = 8192
+MAX_BATCH_SIZE = 65536
+
+# TOML keys and what they hold; flags use the same names.
+KEYS = {
+    "model": "torchvision model name",
+    "weights": "path to a state_dict (may contain {size})",
+    "backends": "list of backends",
+    "devices": "list of devices",
+    "precisions": "list of precisions",
+    "sizes": "list of image sizes (px)",
+    "batches": "list of batch sizes",
+    "data": "list of data sources: synthetic, or a folder of images",
+    "scope": "what is timed: compute",
+    "out": "run directory",
+    "timeout": "seconds per case",
+    "baseline": "backend that speedups are relative to",
+    "seed": "seed for random weights and synthetic data",
+    "opset": "ONNX opset for exports",
+    "min_time": "seconds of timed runs at least",
+    "max_time": "seconds of timed runs at most",
+    "min_iterations": "timed runs at least",
+    "target_ci": "stop when the median's 95% CI is within this fraction",
+}
+
+
+class SpecError(ValueError):
+    """A bad input: the message names the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: str = "resnet18"
+    weights: str | None = None
+    backends: tuple[str, ...] = ("torch", "onnxruntime")
+    devices: tuple[str, ...] = ("cpu",)
+    precisions: tuple[str, ...] = ("fp32",)
+    sizes: tuple[int, ...] = (224,)
+    batches: tuple[int, ...] = (1, 8, 32)
+    data: tuple[str, ...] = ("synthetic",)
+    scope: str = "compute"
+    out: Path | None = None
+    timeout_s: float = 600.0
+    baseline: str = "torch"
+    seed: int = 0
+    opset: int = 18
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+
+    def identity(self) -> dict:
+        """What defines the sweep's cases (not where it is written or how long it may take)."""
+        keys = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches",
+                "data", "scope", "seed")
+        return {k: v for k, v in asdict(self).items() if k in keys}
+
+    def default_out(self) -> Path:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        return Path("runs") / f"{self.model}-{digest[:8]}"
+
+
+def load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise SpecError(f"sweep file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read sweep file {path}: {exc.strerror}") from None
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise SpecError(f"{path}: unknown key(s) {', '.join(unknown)}; "
+                        f"allowed: {', '.join(KEYS)}")
+    base = path.parent
+    # Paths in a sweep file are relative to the file, so the file can be run from anywhere.
+    for key in ("weights", "out"):
+        if isinstance(raw.get(key), str) and not os.path.isabs(raw[key]):
+            raw[key] = str(base / raw[key])
+    if isinstance(raw.get("data"), list | str):
+        items = raw["data"] if isinstance(raw["data"], list) else raw["data"].split(",")
+        raw["data"] = [d if not isinstance(d, str) or d.strip() == "synthetic"
+                       or os.path.isabs(d.strip()) else str(base / d.strip()) for d in items]
+    return raw
+
+
+def _items(key: str, value) -> list:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = [v.strip() if isinstance(v, str) else v for v in value]
+    else:
+        raise SpecError(f"{key}: expected a list or a comma-separated string, got {value!r}")
+    if not items or any(v == "" for v in items):
+        raise SpecError(f"{key}: empty value in {value!r}")
+    return items
+
+
+def _choices(key: str, value, allowed) -> tuple[str, ...]:
+    items = _items(key, value)
+    for item in items:
+        if item not in allowed:
+            raise SpecError(f"unknown {key[:-1] if key.endswith('s') else key} {item!r}; "
+                            f"allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _positive_ints(key: str, value, limit: int) -> tuple[int, ...]:
+    out = []
+    for item in _items(key, value):
+        number = None
+        if isinstance(item, int) and not isinstance(item, bool):
+            number = item
+        elif isinstance(item, str) and item.lstrip("+").isdigit():
+            number = int(item)
+        if number is None or number <= 0:
+            raise SpecError(f"{key}: {item!r} is not a positive integer")
+        if number > limit:
+            raise SpecError(f"{key}: {number} is absurdly large (at most {limit})")
+        out.append(number)
+    return tuple(dict.fromkeys(out))
+
+
+def _number(key: str, value, kind=float, minimum: float = 0, inclusive: bool = False):
+    try:
+        number = kind(value)
+        if isinstance(value, bool) or (kind is int and float(value) != number):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SpecError(f"{key}: {value!r} is not a{'n integer' if kind is int else ' number'}") \
+            from None
+    if number < minimum or (number == minimum and not inclusive):
+        raise SpecError(f"{key}: {value!r} must be {'>=' if inclusive else '>'} {minimum}")
+    return number
+
+
+def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
+    """Turn merged TOML + flag values into a validated Spec (values only, no files opened)."""
+    from infersweep.backends import registry
+    from infersweep.models import available_models
+
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise SpecError(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
+    spec = Spec(devices=("cpu", "cuda") if gpu_present else ("cpu",))
+    values: dict = {}
+    backends = tuple(registry())
+    if "model" in raw:
+        model = str(raw["model"]).strip()
+        if model not in available_models():
+            close = [m for m in available_models() if model.lower()[:4] in m][:8]
+            raise SpecError(f"unknown model {model!r}; any torchvision classification model is "
+                            f"allowed{', e.g. ' + ', '.join(close) if close else ''} "
+                            "(see `infersweep plan --list-models`)")
+        values["model"] = model
+    if raw.get("weights") not in (None, ""):
+        values["weights"] = str(raw["weights"])
+    if "backends" in raw:
+        values["backends"] = _choices("backends", raw["backends"], backends)
+    if "devices" in raw:
+        values["devices"] = _choices("devices", raw["devices"], KNOWN_DEVICES)
+    if "precisions" in raw:
+        values["precisions"] = _choices("precisions", raw["precisions"], KNOWN_PRECISIONS)
+    if "sizes" in raw:
+        values["sizes"] = _positive_ints("sizes", raw["sizes"], MAX_IMAGE_SIZE)
+    if "batches" in raw:
+        values["batches"] = _positive_ints("batches", raw["batches"], MAX_BATCH_SIZE)
+    if "data" in raw:
+        values["data"] = tuple(dict.fromkeys(str(d) for d in _items("data", raw["data"])))
+    if "scope" in raw:
+        values["scope"] = _choices("scope", raw["scope"], KNOWN_SCOPES)[0]
+    if raw.get("out") not in (None, ""):
+        values["out"] = Path(str(raw["out"]))
+    if "timeout" in raw:
+        values["timeout_s"] = _number("timeout", raw["timeout"])
+    if "baseline" in raw:
+        values["baseline"] = _choices("baseline", [raw["baseline"]], backends)[0]
+    if "seed" in raw:
+        values["seed"] = _number("seed", raw["seed"], int, 0, inclusive=True)
+    if "opset" in raw:
+        values["opset"] = _number("opset", raw["opset"], int, 7, inclusive=True)
+    measure = {}
+    if "min_time" in raw:
+        measure["min_time_s"] = _number("min_time", raw["min_time"], float, 0, inclusive=True)
+    if "max_time" in raw:
+        measure["max_time_s"] = _number("max_time", raw["max_time"])
+    if "min_iterations" in raw:
+        measure["min_iterations"] = _number("min_iterations", raw["min_iterations"], int, 1, True)
+    if "target_ci" in raw:
+        measure["target_ci"] = _number("target_ci", raw["target_ci"])
+    if measure:
+        values["measure"] = replace(spec.measure, **measure)
+    spec = replace(spec, **values)
+    if spec.measure.max_time_s < spec.measure.min_time_s:
+        raise SpecError(f"max_time ({spec.measure.max_time_s:g}) is below min_time "
+                        f"({spec.measure.min_time_s:g})")
+    return spec
+
+
+def check_inputs(spec: Spec) -> None:
+    """Open everything the spec points to; any problem is a SpecError (exit 2)."""
+    from infersweep.data import image_files, preprocess
+    from infersweep.models import WeightsError, build_model
+
+    if spec.weights:
+        for path in dict.fromkeys(spec.weights.replace("{size}", str(s)) for s in spec.sizes):
+            try:
+                build_model(spec.model, path, spec.seed)
+            except WeightsError as exc:
+                raise SpecError(f"bad --weights: {exc}") from None
+    for data in spec.data:
+        if data == "synthetic":
+            continue
+        folder = Path(data)
+        if not folder.is_dir():
+            raise SpecError(f"data {data!r} is neither 'synthetic' nor an existing folder of images")
+        files = image_files(folder)
+        if not files:
+            raise SpecError(f"data folder {data} holds no images "
+                            f"({', '.join(sorted({'.jpg', '.png', '.bmp', '.webp'}))} ...)")
+        if not any(_decodes(preprocess, f) for f in files[:64]):
+            raise SpecError(f"data folder {data}: none of the first {min(64, len(files))} images "
+                            "can be decoded")
+
+
+def _decodes(preprocess, path: Path) -> bool:
+    try:
+        preprocess(path, 32)
+        return True
+    except Exception:
+        return False
+
+
+def prepare_out(out: Path) -> Path:
+    """Create the run directory and prove it is writable, or raise SpecError."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+    return out

@@ -1,0 +1,99 @@
+"""results.sqlite: the source of truth of a run directory. One row per case, committed at once.
+
+SQLite in WAL mode with synchronous=FULL: a row is on disk when ``put`` returns, and a SIGKILL at
+any moment leaves either the old or the new state, never a torn one. Every other output file is
+derived from this one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from infersweep.results import FAILED_STATUSES, Result
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    case_id     TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    result      TEXT NOT NULL,  -- Result as JSON, raw samples included
+    finished_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def put(self, result: Result) -> None:
+        with self.db:  # BEGIN ... COMMIT: durable when this returns
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT OR REPLACE INTO results (case_id, status, result, finished_at) "
+                "VALUES (?, ?, ?, ?)",
+                (result.case.case_id, result.status, result.to_json(), result.finished_at))
+
+    def results(self) -> list[Result]:
+        rows = self.db.execute("SELECT result FROM results ORDER BY rowid").fetchall()
+        return [Result.from_json(r[0]) for r in rows]
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT case_id, status FROM results").fetchall())
+
+    def finished_ids(self, retry_failed: bool = False) -> set[str]:
+        """Cases that need no run: measured (ok), or failed and not to be retried.
+
+        unsupported/unavailable rows are re-decided by every plan (an install may have fixed them).
+        """
+        keep = ("ok",) if retry_failed else ("ok",) + FAILED_STATUSES
+        return {cid for cid, status in self.statuses().items() if status in keep}
+
+    def delete_all(self) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM results")
+
+    def set_meta(self, key: str, value) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RunDirBusy(RuntimeError):
+    pass
+
+
+@contextmanager
+def exclusive_run(out_dir: Path):
+    """Hold a lock on the run directory: two runs writing one store would interleave cases."""
+    lock_path = Path(out_dir) / ".infersweep.lock"
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise RunDirBusy(f"another infersweep run (pid {holder}) is using {out_dir}; "
+                             "wait for it or choose another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield

@@ -1,0 +1,92 @@
+"""A sweep from a validated spec to a finished run directory: plan, execute, store, report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from infersweep import env as envmod
+from infersweep.cases import Case, group_cases
+from infersweep.executor import LocalExecutor, WorkerJob
+from infersweep.plan import RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
+from infersweep.report import write_reports
+from infersweep.results import Result
+from infersweep.spec import Spec
+from infersweep.store import Store
+
+
+class Observer(Protocol):
+    def planned(self, plan: list[PlannedCase]) -> None: ...
+    def case_started(self, case: Case) -> None: ...
+    def case_finished(self, result: Result) -> None: ...
+
+
+@dataclass
+class SweepOutcome:
+    rows: list[dict]
+    ran: int
+    interrupted: bool
+
+
+def _spec_json(spec: Spec) -> dict:
+    d = asdict(spec)
+    d["out"] = str(spec.out) if spec.out else None
+    return d
+
+
+def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = False,
+              retry_failed: bool = False, gpu_present: bool = False) -> SweepOutcome:
+    store = Store(out_dir / "results.sqlite")
+    try:
+        if fresh:
+            store.delete_all()
+        env = envmod.collect()
+        store.set_meta("env", env)
+        store.set_meta("spec", _spec_json(spec))
+        (out_dir / "env.json").write_text(json.dumps(env, indent=1))
+        (out_dir / "logs").mkdir(exist_ok=True)
+
+        plan = make_plan(spec, {cid: s for cid, s in store.statuses().items()
+                                if cid in store.finished_ids(retry_failed)}, gpu_present)
+        for p in plan:
+            if p.action in (UNSUPPORTED, UNAVAILABLE):
+                store.put(Result(p.case, p.action, reason=p.reason))
+        observer.planned(plan)
+        write_reports(out_dir, store.results(), env, spec.baseline)
+
+        executor = LocalExecutor(WorkerJob(
+            settings=asdict(spec.measure), seed=spec.seed, opset=spec.opset, cache_dir=None,
+            timeout_s=spec.timeout_s, log_dir=out_dir / "logs"))
+        ran = 0
+
+        def on_result(result: Result) -> None:
+            nonlocal ran
+            store.put(result)  # durable before anything else happens
+            ran += 1
+            write_reports(out_dir, store.results(), env, spec.baseline)
+            observer.case_finished(result)
+
+        interrupted = False
+        try:
+            for group in group_cases([p.case for p in plan if p.action == RUN]):
+                executor.run_group(group, observer.case_started, on_result)
+        except KeyboardInterrupt:
+            executor.stop()
+            interrupted = True
+        rows = write_reports(out_dir, store.results(), env, spec.baseline)
+        return SweepOutcome(rows, ran, interrupted)
+    finally:
+        store.close()
+
+
+def rebuild_reports(out_dir: Path, baseline: str | None = None) -> list[dict]:
+    store = Store(out_dir / "results.sqlite")
+    try:
+        spec = store.get_meta("spec", {})
+        env = store.get_meta("env") or envmod.collect()
+        return write_reports(out_dir, store.results(), env,
+                             baseline or spec.get("baseline") or "torch")
+    finally:
+        store.close()
