@@ -1,0 +1,47 @@
+import os
+import tempfile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+SRC = TESTS.parent / "src"
+
+# Workers inherit these: they must see the same registry (with the fault backends) as the parent.
+os.environ["INFERSWEEP_BACKEND_MODULES"] = "fault_backend"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(TESTS), str(SRC)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+sys.path.insert(0, str(TESTS))
+
+# Measurement settings that keep test sweeps short; correctness, not precision, is tested here.
+FAST = ["--min-time", "0.05", "--max-time", "0.3", "--min-iterations", "5"]
+
+
+# One artefact cache for the whole test session, never the user's own.
+os.environ["INFERSWEEP_CACHE"] = tempfile.mkdtemp(prefix="infersweep-test-cache-")
+
+
+def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real `infersweep` command in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "infersweep", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

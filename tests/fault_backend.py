@@ -1,0 +1,84 @@
+"""Test-only backends that misbehave on purpose inside a real worker process.
+
+Loaded through INFERSWEEP_BACKEND_MODULES=fault_backend (tests/ on PYTHONPATH). Backend
+``fault-<mode>`` behaves (a tiny numpy computation) at every batch size except FAULT_BATCH, where
+it does <mode>. So one group holds ok cases before and after the bad one, which proves that only
+the case in flight is charged and the rest of the group goes on in a fresh worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from infersweep.backends.base import Backend
+
+FAULT_BATCH = 2
+ORPHAN_SLEEP = "314159"  # a recognisable argument for the child left running by fault-child
+
+
+class FaultSession:
+    """One session serves the whole group; it misbehaves only when given the faulty batch."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.info = {"mode": mode}
+        self.child = None
+
+    def place(self, batch):
+        return np.ascontiguousarray(batch)
+
+    def run(self, placed):
+        mode = self.mode if placed.shape[0] == FAULT_BATCH else "ok"
+        if mode == "child" and self.child is None:
+            self.child = subprocess.Popen(["sleep", ORPHAN_SLEEP])  # never waited for
+        if mode == "oom":
+            # Bound the address space, so the allocation fails here instead of swapping the box.
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            with open("/proc/self/statm") as f:
+                vm_bytes = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            resource.setrlimit(resource.RLIMIT_AS, (vm_bytes + (512 << 20), hard))
+        if mode == "raise":
+            raise RuntimeError("fault backend: deliberate failure")
+        if mode == "segfault":
+            ctypes.string_at(0)
+        if mode == "abort":
+            os.abort()
+        if mode == "exit":
+            sys.exit(3)
+        if mode == "hang":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(1)
+        if mode == "oom":
+            hog = []
+            while True:
+                hog.append(bytearray(64 << 20))
+        if mode == "garbage":
+            sys.stdout.buffer.write(os.urandom(256) + b"\n{\"event\": \"result\"}\n")
+            sys.stderr.buffer.write(os.urandom(256))
+        time.sleep(0.001)
+        return float(placed.sum())
+
+    def fetch(self, output):
+        return np.asarray(output)
+
+    def close(self):
+        pass
+
+
+class FaultBackend(Backend):
+    def prepare(self, source, case, cache):
+        return FaultSession(self.name.split("-", 1)[1])
+
+
+MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child")
+BACKENDS = [FaultBackend(name=f"fault-{m}", devices=("cpu",), precisions=("fp32",),
+                         needs_model=False) for m in MODES]

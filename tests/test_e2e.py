@@ -1,0 +1,81 @@
+"""End to end on the CPU: the real CLI, real torch and a real ONNX Runtime session."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import FAST, cli
+
+from infersweep.results import CSV_COLUMNS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    proc = cli("run", "--model", "resnet18", "--backends", "torch,onnxruntime", "--devices", "cpu",
+               "--precisions", "fp32", "--sizes", "32,64", "--batches", "1,2", "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return out, proc, rows
+
+
+def test_every_case_ok_with_columns(sweep):
+    out, _, rows = sweep
+    assert len(rows) == 8
+    assert list(rows[0]) == CSV_COLUMNS
+    for r in rows:
+        assert r["status"] == "ok", r
+        for col in ("latency_ms_median", "latency_ms_ci_low", "latency_ms_ci_high",
+                    "throughput_ips", "first_iter_ms", "setup_s", "peak_memory_mb"):
+            assert float(r[col]) > 0, col
+        assert float(r["latency_ms_ci_low"]) <= float(r["latency_ms_median"]) \
+            <= float(r["latency_ms_ci_high"])
+
+
+def test_images_really_have_the_requested_size(sweep):
+    # FLOPs scale with pixels: 64 px has 4x the FLOPs of 32 px (the user's PyTorch rows were
+    # always measured at 224 px whatever the sweep asked for).
+    _, _, rows = sweep
+    g = {(r["backend"], r["image_size"]): float(r["gflops_per_image"]) for r in rows}
+    assert g[("torch", "64")] == pytest.approx(4 * g[("torch", "32")], rel=0.05)
+
+
+def test_speedup_relative_to_torch(sweep):
+    _, _, rows = sweep
+    med = {(r["backend"], r["image_size"], r["batch_size"]): float(r["latency_ms_median"])
+           for r in rows}
+    for r in rows:
+        key = (r["image_size"], r["batch_size"])
+        assert r["baseline"] == "torch"
+        assert float(r["speedup"]) == pytest.approx(med[("torch", *key)] / med[(r["backend"], *key)])
+
+
+def test_onnx_export_is_cached_once_per_size(sweep):
+    cache = Path(os.environ["INFERSWEEP_CACHE"]) / "onnx"
+    exports = [p for p in cache.iterdir() if p.is_dir() and (p / "model.onnx").exists()]
+    assert len(exports) == 2  # one per image size, shared by both batch sizes
+    sizes = sorted(json.loads((p / "key.json").read_text())["image_size"] for p in exports)
+    assert sizes == [32, 64]
+
+
+def test_report_and_env(sweep):
+    out, proc, _ = sweep
+    md = (out / "report.md").read_text()
+    assert "## Environment" in md and "torch" in md and "| onnxruntime | synthetic |" in md
+    assert json.loads((out / "env.json").read_text())["cores_usable"] >= 1
+    (out / "report.md").unlink()
+    again = cli("report", out)
+    assert again.returncode == 0 and (out / "report.md").read_text() == md
+
+
+def test_plan_shows_done(sweep):
+    out, _, _ = sweep
+    proc = cli("plan", "--backends", "torch,onnxruntime", "--devices", "cpu", "--sizes", "32,64",
+               "--batches", "1,2,4", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done") >= 8 and "12 cases, 4 to run" in proc.stdout

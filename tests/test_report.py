@@ -1,0 +1,74 @@
+"""Derived outputs: speedup against the right baseline row, columns, atomic rewrites."""
+
+import csv
+import json
+
+from infersweep.cases import Case
+from infersweep.report import rows_with_speedup, write_reports
+from infersweep.results import CSV_COLUMNS, Result
+
+ENV = {"host": "h", "cpu": "c", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,
+       "os": "linux", "python": "3", "packages": {}, "gpus": []}
+
+
+def _ok(backend, batch, median, size=224, precision="fp32"):
+    case = Case("resnet18", "random(seed=0)", backend, "cpu", precision, size, batch, "synthetic")
+    return Result(case, "ok", samples_ms=[median] * 9 + [median * 1.1], gflops_per_image=3.63)
+
+
+def test_speedup_is_relative_to_baseline_at_same_shape():
+    results = [_ok("onnxruntime", 8, 50.0), _ok("torch", 8, 100.0), _ok("torch", 1, 20.0),
+               _ok("onnxruntime", 1, 10.0), _ok("onnxruntime", 32, 100.0)]
+    rows = {(r["backend"], r["batch_size"]): r for r in rows_with_speedup(results, "torch")}
+    assert rows[("onnxruntime", 8)]["speedup"] == 2.0
+    assert rows[("onnxruntime", 1)]["speedup"] == 2.0
+    assert rows[("torch", 8)]["speedup"] == 1.0
+    assert rows[("onnxruntime", 8)]["baseline"] == "torch"
+    # No torch row at batch 32: no speedup, rather than one relative to some other row.
+    assert rows[("onnxruntime", 32)]["speedup"] is None
+    assert rows[("onnxruntime", 32)]["baseline"] is None
+
+
+def test_speedup_never_crosses_precision_or_size():
+    results = [_ok("torch", 8, 100.0, size=224), _ok("onnxruntime", 8, 50.0, size=256),
+               _ok("onnxruntime", 8, 50.0, precision="fp16")]
+    rows = rows_with_speedup(results, "torch")
+    assert [r["speedup"] for r in rows if r["backend"] == "onnxruntime"] == [None, None]
+
+
+def test_failed_baseline_gives_no_speedup():
+    case = Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 224, 8, "synthetic")
+    rows = rows_with_speedup([Result(case, "crashed", reason="SIGSEGV"),
+                              _ok("onnxruntime", 8, 50.0)], "torch")
+    assert all(r["speedup"] is None for r in rows)
+
+
+def test_derived_figures():
+    row = _ok("torch", 8, 100.0).row()
+    assert row["latency_ms_median"] == 100.0
+    assert row["per_image_ms"] == 12.5
+    assert row["throughput_ips"] == 80.0
+    assert abs(row["achieved_tflops"] - 3.63 * 8 / 100.0) < 1e-12  # GFLOP / ms = TFLOP/s
+    assert row["iterations"] == 10
+
+
+def test_written_files(tmp_path):
+    results = [_ok("torch", 8, 100.0), _ok("onnxruntime", 8, 50.0)]
+    case = Case("resnet18", "random(seed=0)", "onnxruntime", "cpu", "fp32", 224, 16, "synthetic")
+    results.append(Result(case, "timeout", reason="no result within --timeout 5 s"))
+    write_reports(tmp_path, results, ENV, "torch")
+    with open(tmp_path / "results.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == 3
+    timeout = next(r for r in rows if r["status"] == "timeout")
+    assert timeout["latency_ms_median"] == "" and timeout["speedup"] == ""
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["results"]) == 3 and data["baseline"] == "torch"
+    assert len(data["results"][0]["samples_ms"]) == 10
+    md = (tmp_path / "report.md").read_text()
+    assert "| onnxruntime | synthetic | fp32 | cpu | (8, 3, 224, 224) |" in md
+    assert "2.00x" in md
+    assert "no result within --timeout 5 s" in md
+    assert not list(tmp_path.glob(".*.tmp-*"))
