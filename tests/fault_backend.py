@@ -18,13 +18,13 @@ import time
 
 import numpy as np
 
-from infersweep.backends.base import Backend
+from infersweep.backends.base import Backend, Session
 
 FAULT_BATCH = 2
 ORPHAN_SLEEP = "314159"  # a recognisable argument for the child left running by fault-child
 
 
-class FaultSession:
+class FaultSession(Session):
     """One session serves the whole group; it misbehaves only when given the faulty batch."""
 
     def __init__(self, mode: str):
@@ -35,7 +35,7 @@ class FaultSession:
     def place(self, batch):
         return np.ascontiguousarray(batch)
 
-    def run(self, placed):
+    def launch(self, placed):
         mode = self.mode if placed.shape[0] == FAULT_BATCH else "ok"
         if mode == "child" and self.child is None:
             self.child = subprocess.Popen(["sleep", ORPHAN_SLEEP])  # never waited for
@@ -67,11 +67,6 @@ class FaultSession:
         time.sleep(0.001)
         return float(placed.sum())
 
-    def fetch(self, output):
-        return np.asarray(output)
-
-    def close(self):
-        pass
 
 
 class FaultBackend(Backend):
@@ -80,5 +75,5 @@ class FaultBackend(Backend):
 
 
 MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child")
-BACKENDS = [FaultBackend(name=f"fault-{m}", devices=("cpu",), precisions=("fp32",),
+BACKENDS = [FaultBackend(name=f"fault-{m}", devices=("cpu",), precisions={"cpu": ("fp32",)},
                          needs_model=False) for m in MODES]

@@ -28,25 +28,36 @@ class Case:
     batch_size: int
     data: str
     scope: str = "compute"
+    options: str = ""  # the backend's options, canonical "k=v,k=v" with defaults filled in
 
     @property
     def case_id(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True)
+        canonical = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
     def group_key(self) -> tuple:
         """Cases that differ only in batch size share a prepared model (one export, one session)."""
         return (self.model, self.weights, self.backend, self.device, self.precision,
-                self.image_size, self.data, self.scope)
+                self.image_size, self.data, self.scope, self.options)
 
     @property
     def label(self) -> str:
+        extra = "".join(f" {x}" for x in (self.scope if self.scope != "compute" else "",
+                                          self.options) if x)
         return (f"{self.backend} {self.device} {self.precision} "
-                f"{self.image_size}px bs{self.batch_size} {self.data}")
+                f"{self.image_size}px bs{self.batch_size} {self.data}{extra}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def identity(self) -> dict:
+        """Fields hashed into case_id. Empty options are left out, so ids of option-less cases
+        stay what they were before options existed."""
+        d = asdict(self)
+        if not d["options"]:
+            del d["options"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Case:
@@ -63,14 +74,16 @@ def weights_label(weights_path: str | None, image_size: int, seed: int) -> str:
 def expand(spec: Spec) -> list[Case]:
     """The full grid, in a stable order: grouped so that a worker serves a whole group."""
     cases = []
-    for backend, device, precision, size, data, batch in product(
-            spec.backends, spec.devices, spec.precisions, spec.sizes, spec.data, spec.batches):
-        cases.append(Case(
+    for backend, device, size, data, batch in product(
+            spec.backends, spec.devices, spec.sizes, spec.data, spec.batches):
+        precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
+        cases += [Case(
             model=spec.model,
             weights=weights_label(spec.weights, size, spec.seed),
             backend=backend, device=device, precision=precision,
             image_size=size, batch_size=batch, data=data, scope=spec.scope,
-        ))
+            options=spec.backend_options.get(backend, ""),
+        ) for precision in precisions]
     return cases
 
 

@@ -18,7 +18,8 @@ from rich.table import Table
 from infersweep.cases import Case
 from infersweep.plan import DONE, RUN, PlannedCase, make_plan
 from infersweep.results import Result
-from infersweep.spec import SpecError, build_spec, check_inputs, load_toml, prepare_out
+from infersweep.spec import (SpecError, build_spec, check_inputs, load_toml, parse_option_flags,
+                             prepare_out)
 from infersweep.stats import summarize
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
@@ -47,6 +48,15 @@ MaxTime = Annotated[Optional[float], typer.Option("--max-time", help="timed seco
 MinIter = Annotated[Optional[int], typer.Option("--min-iterations", help="timed runs at least [10]")]
 TargetCi = Annotated[Optional[float], typer.Option(
     "--target-ci", help="stop at this relative 95%% CI half-width of the median [0.01]")]
+Scope = Annotated[Optional[str], typer.Option(
+    "--scope", help="compute (inputs already placed) or e2e (host in, host out) [compute]")]
+Option = Annotated[Optional[list[str]], typer.Option(
+    "--option", help="backend option BACKEND.KEY=VALUE, repeatable (e.g. torch-compile.mode="
+                     "max-autotune)")]
+ChannelsLast = Annotated[bool, typer.Option(
+    "--channels-last", help="channels_last memory format for torch and torch-compile")]
+CompileMode = Annotated[Optional[str], typer.Option(
+    "--compile-mode", help="torch-compile mode: default, reduce-overhead, max-autotune, ...")]
 
 
 def _fail(message: str) -> None:
@@ -58,19 +68,37 @@ def _spec_from(spec_file, flags: dict):
     from infersweep.env import cuda_available
 
     raw = load_toml(spec_file) if spec_file else {}
+    options = {k: dict(v) for k, v in raw.get("options", {}).items()} \
+        if isinstance(raw.get("options"), dict) else raw.get("options")
+    flag_options = parse_option_flags(flags.pop("option") or [])
+    if flags.pop("channels_last"):
+        for backend in ("torch", "torch-compile"):
+            flag_options.setdefault(backend, {})["channels_last"] = "true"
+    if flags.get("compile_mode"):
+        flag_options.setdefault("torch-compile", {})["mode"] = flags["compile_mode"]
+    flags.pop("compile_mode", None)
+    if flag_options:
+        options = options if isinstance(options, dict) else {}
+        for backend, values in flag_options.items():
+            options.setdefault(backend, {}).update(values)
     raw.update({k: v for k, v in flags.items() if v is not None})
+    if options is not None:
+        raw["options"] = options
     gpu = cuda_available()
     spec = build_spec(raw, gpu_present=gpu)
     return spec, gpu
 
 
-def _flags(model, weights, backends, devices, precisions, sizes, batches, data, out, timeout,
-           baseline, seed, min_time, max_time, min_iterations, target_ci) -> dict:
-    return {"model": model, "weights": weights, "backends": backends, "devices": devices,
-            "precisions": precisions, "sizes": sizes, "batches": batches, "data": data,
-            "out": str(out) if out else None, "timeout": timeout, "baseline": baseline,
-            "seed": seed, "min_time": min_time, "max_time": max_time,
-            "min_iterations": min_iterations, "target_ci": target_ci}
+SPEC_FLAGS = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches", "data",
+              "out", "timeout", "baseline", "seed", "min_time", "max_time", "min_iterations",
+              "target_ci", "scope", "option", "channels_last", "compile_mode")
+
+
+def _flags(values: dict) -> dict:
+    """The sweep flags among a command's arguments, named as in the TOML file."""
+    flags = {k: values[k] for k in SPEC_FLAGS}
+    flags["out"] = str(flags["out"]) if flags["out"] else None
+    return flags
 
 
 class TerminalObserver:
@@ -125,7 +153,8 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         sizes: Sizes = None, batches: Batches = None, data: Data = None, out: Out = None,
         timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
-        target_ci: TargetCi = None,
+        target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
+        channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False):
@@ -134,10 +163,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
     from infersweep.sweep import run_sweep
 
     try:
-        spec, gpu = _spec_from(spec_file, _flags(model, weights, backends, devices, precisions,
-                                                 sizes, batches, data, out, timeout, baseline,
-                                                 seed, min_time, max_time, min_iterations,
-                                                 target_ci))
+        spec, gpu = _spec_from(spec_file, _flags(locals()))
         check_inputs(spec)
         out_dir = prepare_out(spec.out or spec.default_out())
     except SpecError as exc:
@@ -169,7 +195,8 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
          sizes: Sizes = None, batches: Batches = None, data: Data = None, out: Out = None,
          timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
          min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
-         target_ci: TargetCi = None,
+         target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
+         channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
     """Print the expanded cases and what will happen to each, without running anything."""
@@ -181,10 +208,7 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
         console.print(" ".join(available_models()))
         return
     try:
-        spec, gpu = _spec_from(spec_file, _flags(model, weights, backends, devices, precisions,
-                                                 sizes, batches, data, out, timeout, baseline,
-                                                 seed, min_time, max_time, min_iterations,
-                                                 target_ci))
+        spec, gpu = _spec_from(spec_file, _flags(locals()))
         check_inputs(spec)
     except SpecError as exc:
         _fail(str(exc))

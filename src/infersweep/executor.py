@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from infersweep.cache import cache_root
 from infersweep.cases import Case
 from infersweep.results import Result
 
@@ -33,6 +34,7 @@ class WorkerJob:
     cache_dir: str | None
     timeout_s: float
     log_dir: Path
+    gpu: int | None = None  # physical GPU index for CUDA_VISIBLE_DEVICES; None = leave as is
 
 
 def _cgroup_oom_kills() -> int | None:
@@ -100,7 +102,7 @@ class LocalExecutor:
                 [sys.executable, "-m", "infersweep.worker", "--result-fd", str(write_fd),
                  "--parent", str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=log_file, stderr=log_file, pass_fds=(write_fd,),
-                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True, env=self._worker_env(),
             )
         os.close(write_fd)
         self.active = proc
@@ -110,6 +112,16 @@ class LocalExecutor:
         except BrokenPipeError:
             pass  # the worker died at once; its exit is handled like any other death
         return proc, read_fd
+
+    def _worker_env(self) -> dict:
+        root = Path(self.job.cache_dir) if self.job.cache_dir else cache_root()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Compiled kernels live in infersweep's cache, so a second run does not compile again.
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+        env.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+        if self.job.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(self.job.gpu)
+        return env
 
     def run_group(self, cases: list[Case], on_start: Callable[[Case], None],
                   on_result: Callable[[Result], None]) -> None:

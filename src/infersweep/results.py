@@ -24,7 +24,8 @@ CSV_COLUMNS = [
     "latency_ms_mean", "latency_ms_median", "latency_ms_trimmed", "latency_ms_std",
     "latency_ms_min", "latency_ms_max", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_ci_low", "latency_ms_ci_high", "per_image_ms", "throughput_ips",
-    "peak_memory_mb", "memory_source", "gflops_per_image", "achieved_tflops", "utilization_pct",
+    "throughput_pipelined_ips", "peak_memory_mb", "memory_source", "allocator_peak_mb",
+    "gflops_per_image", "achieved_tflops", "utilization_pct",
     "speedup", "baseline", "max_abs_err", "cosine", "top1_agreement", "top1_accuracy", "warnings",
 ]
 
@@ -46,6 +47,8 @@ class Result:
     baseline_memory_mb: float | None = None  # the worker after imports, before the model
     memory_source: str = ""
     gflops_per_image: float | None = None
+    pipelined_ips: float | None = None  # GPU: N back-to-back launches, one synchronize
+    allocator_peak_mb: float | None = None  # PyTorch's allocator peak after warmup (CUDA)
     warnings: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     finished_at: str = field(default_factory=now_iso)
@@ -69,6 +72,8 @@ class Result:
                    setup_s=self.setup_s, first_iter_ms=self.first_iter_ms,
                    peak_memory_mb=self.peak_memory_mb, memory_source=self.memory_source or None,
                    gflops_per_image=self.gflops_per_image,
+                   throughput_pipelined_ips=self.pipelined_ips,
+                   allocator_peak_mb=self.allocator_peak_mb,
                    warnings="; ".join(self.warnings) or None)
         if self.status == "ok" and self.samples_ms:
             s = summarize(self.samples_ms)

@@ -19,7 +19,7 @@ from infersweep.measure import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "amp", "int8")
-KNOWN_SCOPES = ("compute",)
+KNOWN_SCOPES = ("compute", "e2e")
 MAX_IMAGE_SIZE = 8192
 MAX_BATCH_SIZE = 65536
 
@@ -33,7 +33,8 @@ KEYS = {
     "sizes": "list of image sizes (px)",
     "batches": "list of batch sizes",
     "data": "list of data sources: synthetic, or a folder of images",
-    "scope": "what is timed: compute",
+    "scope": "what is timed: compute (inputs already placed) or e2e (host in, host out)",
+    "options": "backend options: {backend: {option: value}}",
     "out": "run directory",
     "timeout": "seconds per case",
     "baseline": "backend that speedups are relative to",
@@ -67,11 +68,14 @@ class Spec:
     seed: int = 0
     opset: int = 18
     measure: MeasureSettings = field(default_factory=MeasureSettings)
+    backend_options: dict = field(default_factory=dict)  # backend -> canonical option string
+    # With a GPU and no --precisions, CUDA cases also run fp16 (the CPU ones stay fp32 only).
+    gpu_extra_precisions: tuple[str, ...] = ()
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take)."""
         keys = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches",
-                "data", "scope", "seed")
+                "data", "scope", "seed", "backend_options", "gpu_extra_precisions")
         return {k: v for k, v in asdict(self).items() if k in keys}
 
     def default_out(self) -> Path:
@@ -182,6 +186,8 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
         values["devices"] = _choices("devices", raw["devices"], KNOWN_DEVICES)
     if "precisions" in raw:
         values["precisions"] = _choices("precisions", raw["precisions"], KNOWN_PRECISIONS)
+    elif gpu_present:
+        values["gpu_extra_precisions"] = ("fp16",)
     if "sizes" in raw:
         values["sizes"] = _positive_ints("sizes", raw["sizes"], MAX_IMAGE_SIZE)
     if "batches" in raw:
@@ -212,10 +218,45 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
     if measure:
         values["measure"] = replace(spec.measure, **measure)
     spec = replace(spec, **values)
+    spec = replace(spec, backend_options=_backend_options(raw.get("options"), spec.backends))
     if spec.measure.max_time_s < spec.measure.min_time_s:
         raise SpecError(f"max_time ({spec.measure.max_time_s:g}) is below min_time "
                         f"({spec.measure.min_time_s:g})")
     return spec
+
+
+def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:
+    """``--option torch.channels_last=true`` (repeatable) -> {"torch": {"channels_last": "true"}}."""
+    options: dict[str, dict[str, str]] = {}
+    for flag in flags:
+        target, sep, value = flag.partition("=")
+        backend, dot, key = target.partition(".")
+        if not sep or not dot or not backend or not key:
+            raise SpecError(f"--option {flag!r}: expected BACKEND.OPTION=VALUE, "
+                            "e.g. torch.channels_last=true")
+        options.setdefault(backend.strip(), {})[key.strip()] = value.strip()
+    return options
+
+
+def _backend_options(raw, backends: tuple[str, ...]) -> dict[str, str]:
+    from infersweep.backends import registry
+
+    raw = raw or {}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise SpecError("options: expected a table per backend, e.g. [options.torch] "
+                        "channels_last = true")
+    unknown = sorted(set(raw) - set(registry()))
+    if unknown:
+        raise SpecError(f"options for unknown backend(s) {', '.join(unknown)}; "
+                        f"allowed: {', '.join(registry())}")
+    out = {}
+    for backend in backends:
+        given = {k: str(v) for k, v in raw.get(backend, {}).items()}
+        try:
+            out[backend] = registry()[backend].canonical_options(given)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+    return out
 
 
 def check_inputs(spec: Spec) -> None:

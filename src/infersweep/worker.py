@@ -15,13 +15,14 @@ import ctypes
 import json
 import os
 import signal
+import statistics
 import sys
 import time
 import traceback
 
 from infersweep import memory
 from infersweep.cases import Case
-from infersweep.measure import MeasureSettings, measure
+from infersweep.measure import MeasureSettings, measure, pipelined_throughput
 from infersweep.results import Result
 
 PR_SET_PDEATHSIG = 1
@@ -65,27 +66,71 @@ class GroupRunner:
         self.setup_s: float | None = None
         self.gflops: float | None = None
         self.baseline_mb = memory.rss_mb()
+        self.gpu = self._gpu_sampler() if first.device == "cuda" else None
+
+    def _gpu_sampler(self):
+        """NVML sampler, created before this process touches CUDA so the context can be seen."""
+        try:
+            from infersweep.gpu_memory import GpuMemorySampler
+
+            sampler = GpuMemorySampler()
+        except Exception as exc:  # nvidia-ml-py missing or no driver: memory from torch only
+            print(f"infersweep: NVML unavailable ({exc}); GPU memory from torch only",
+                  file=sys.stderr)
+            return None
+        import torch
+
+        torch.cuda.init()
+        torch.empty(1, device="cuda")
+        torch.cuda.synchronize()
+        self.context_mb, self.context_source = sampler.footprint_mb()
+        return sampler
 
     def _prepare(self, case: Case) -> None:
-        if self.session is None:
-            start = time.perf_counter()
-            self.session = self.backend.prepare(self.source, case, self.cache)
-            self.setup_s = time.perf_counter() - start
         if self.gflops is None and self.backend.needs_model:
             from infersweep.flops import gflops_per_image
 
             self.gflops = gflops_per_image(self.source.model(), case.image_size)
+        if self.session is None:
+            start = time.perf_counter()
+            self.session = self.backend.prepare(self.source, case, self.cache)
+            self.setup_s = time.perf_counter() - start
 
     def run_case(self, case: Case) -> Result:
         from infersweep.data import make_batch
 
+        if self.gpu is not None:
+            self.gpu.start()
         try:
             self._prepare(case)
+            host = make_batch(case.data, case.batch_size, case.image_size, self.seed)
+            placed = self.session.place(host)
+            start = time.perf_counter()
+            self.session.specialize(placed)  # per-shape compilation is setup, not latency
+            setup_s = self.setup_s + (time.perf_counter() - start)
             # Reset after prepare: an export's transient peak is not the memory the model runs in.
             can_reset = memory.reset_peak()
-            placed = self.session.place(make_batch(case.data, case.batch_size, case.image_size,
-                                                   self.seed))
-            timing = measure(lambda: self.session.run(placed), self.settings)
+            if case.scope == "e2e":  # host batch in, result on the host: copies are timed
+                def step():
+                    return self.session.fetch(self.session.run(self.session.place(host)))
+            else:
+                def step():
+                    return self.session.run(placed)
+            timing = measure(step, self.settings, after_warmup=self._reset_allocator_peak)
+            result = Result(
+                case, "ok", setup_s=setup_s, first_iter_ms=timing.first_iter_ms,
+                warmup_iterations=timing.warmup_iterations, samples_ms=timing.samples_ms,
+                baseline_memory_mb=self.baseline_mb, gflops_per_image=self.gflops,
+                warnings=timing.warnings)
+            if case.device == "cuda" and case.scope == "compute":
+                median = statistics.median(timing.samples_ms)
+                result.pipelined_ips = pipelined_throughput(
+                    lambda: self.session.launch(placed), lambda: self.session.run(placed),
+                    case.batch_size, median)
+            self.session.fetch(self.session.run(placed))  # records the output dtype; not timed
+            self._memory(case, result, can_reset)
+            result.info.update(self.session.info)
+            return result
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -93,15 +138,33 @@ class GroupRunner:
             self._drop_session()  # a session that raised may be broken: the next case rebuilds it
             status = "oom" if is_out_of_memory(exc) else "failed"
             return Result(case, status, reason=short_reason(exc), setup_s=self.setup_s)
-        return Result(
-            case, "ok", setup_s=self.setup_s, first_iter_ms=timing.first_iter_ms,
-            warmup_iterations=timing.warmup_iterations, samples_ms=timing.samples_ms,
-            peak_memory_mb=memory.peak_rss_mb(), baseline_memory_mb=self.baseline_mb,
-            memory_source=memory.SOURCE_CPU_PEAK if can_reset else
-            memory.SOURCE_CPU_PEAK_UNRESET,
-            gflops_per_image=self.gflops, warnings=timing.warnings,
-            info=dict(self.session.info),
-        )
+        finally:
+            if self.gpu is not None:
+                self.gpu.stop()
+
+    def _reset_allocator_peak(self) -> None:
+        torch = sys.modules.get("torch")
+        if torch is not None and self.gpu is not None and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
+
+    def _memory(self, case: Case, result: Result, can_reset: bool) -> None:
+        if case.device != "cuda":
+            result.peak_memory_mb = memory.peak_rss_mb()
+            result.memory_source = (memory.SOURCE_CPU_PEAK if can_reset
+                                    else memory.SOURCE_CPU_PEAK_UNRESET)
+            return
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            result.allocator_peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            result.info["torch_max_memory_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+        if self.gpu is not None:
+            result.peak_memory_mb, result.memory_source = self.gpu.stop()
+            result.info["cuda_context_mb"] = round(self.context_mb, 1)
+        elif result.allocator_peak_mb is not None and self.backend.name.startswith("torch"):
+            result.peak_memory_mb = result.info["torch_max_memory_reserved_mb"]
+            result.memory_source = "gpu:torch allocator reserved peak (NVML unavailable)"
+        else:
+            result.warnings.append("GPU memory not measured: nvidia-ml-py (NVML) unavailable")
 
     def _drop_session(self) -> None:
         if self.session is not None:

@@ -16,6 +16,7 @@ from infersweep.backends.base import Backend
 BUILTIN = (
     "infersweep.backends.torch_eager",
     "infersweep.backends.onnxruntime",
+    "infersweep.backends.torch_compile",
 )
 
 

@@ -4,39 +4,89 @@
 - ``supports(case)`` -> None, or why this case makes no sense for it;
 - ``prepare(source, case, cache)`` -> Session: everything slow (export, compile, session creation);
 - ``Session.place(batch)`` puts a host batch where the runtime wants it (outside the timed region);
-- ``Session.run(placed)`` runs one batch and returns only when the result is complete;
+- ``Session.specialize(placed)`` compiles for this input shape if the runtime needs that (setup);
+- ``Session.launch(placed)`` enqueues one batch; ``Session.synchronize()`` waits for the device;
+  ``Session.run(placed)`` = launch + synchronize: returns only when the result is complete;
 - ``Session.fetch(output)`` brings an output back to the host as numpy (not timed).
+
+Backend options (``channels_last``, ``mode``...) are declared with their defaults; a case carries
+the full canonical option string, so they are part of its identity and visible in every row.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from infersweep.cases import Case
 
 
-class Session(Protocol):
-    info: dict  # facts about what was really built (threads, providers, dtype), kept with the result
+class PrecisionError(RuntimeError):
+    """The precision that was asked for was not really applied: never report such a case as it."""
 
-    def place(self, batch: np.ndarray) -> Any: ...
-    def run(self, placed: Any) -> Any: ...
-    def fetch(self, output: Any) -> np.ndarray: ...
-    def close(self) -> None: ...
+
+class Session:
+    info: dict
+
+    def place(self, batch: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def specialize(self, placed: Any) -> None:
+        """Compile or tune for this input shape; timed as setup, never as latency."""
+
+    def launch(self, placed: Any) -> Any:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; a no-op where launch is synchronous (the CPU)."""
+
+    def run(self, placed: Any) -> Any:
+        out = self.launch(placed)
+        self.synchronize()
+        return out
+
+    def fetch(self, output: Any) -> np.ndarray:
+        return np.asarray(output)
+
+    def close(self) -> None:
+        pass
+
+
+def parse_value(text: str, like):
+    if isinstance(like, bool):
+        lowered = str(text).strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true/false)")
+    if isinstance(like, int):
+        return int(text)
+    return str(text)
+
+
+def format_options(options: dict) -> str:
+    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                    for k, v in sorted(options.items()))
+
+
+def options_of(case: Case) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in case.options.split(",") if item)
 
 
 @dataclass
 class Backend:
     name: str
     devices: tuple[str, ...]
-    precisions: tuple[str, ...]
+    precisions: dict[str, tuple[str, ...]]  # device -> precisions it can run there
     packages: tuple[str, ...] = ()  # import names that must be importable
     install_hint: str = ""
     needs_model: bool = True  # False only for test backends that never touch the torch model
-    notes: dict = field(default_factory=dict)
+    option_defaults: dict = field(default_factory=dict)
+    option_choices: dict = field(default_factory=dict)  # option -> allowed values, where limited
 
     def available(self, device: str) -> str | None:
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
@@ -48,10 +98,27 @@ class Backend:
     def supports(self, case: Case) -> str | None:
         if case.device not in self.devices:
             return f"{self.name} runs on {', '.join(self.devices)}, not {case.device}"
-        if case.precision not in self.precisions:
+        allowed = self.precisions.get(case.device, ())
+        if case.precision not in allowed:
             return (f"{self.name} on {case.device} supports precisions "
-                    f"{', '.join(self.precisions)}, not {case.precision}")
+                    f"{', '.join(allowed)}, not {case.precision}")
         return None
+
+    def canonical_options(self, given: dict[str, str]) -> str:
+        """Validate user options against the declared ones; all options, defaults filled in."""
+        unknown = sorted(set(given) - set(self.option_defaults))
+        if unknown:
+            known = ", ".join(self.option_defaults) or "none"
+            raise ValueError(f"backend {self.name} has no option {', '.join(unknown)} "
+                             f"(its options: {known})")
+        merged = dict(self.option_defaults)
+        for key, text in given.items():
+            value = parse_value(text, self.option_defaults[key])
+            allowed = self.option_choices.get(key)
+            if allowed and value not in allowed:
+                raise ValueError(f"option {self.name}.{key}={text!r}; allowed: {', '.join(allowed)}")
+            merged[key] = value
+        return format_options(merged)
 
     def prepare(self, source, case: Case, cache) -> Session:
         raise NotImplementedError
