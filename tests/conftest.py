@@ -29,6 +29,20 @@ def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+def workers_of(parent_pid: int) -> list[str]:
+    """Worker processes started by one infersweep parent (others may run beside the tests)."""
+    ps = subprocess.run(["pgrep", "-af", "infersweep.worker"], capture_output=True, text=True)
+    return [line for line in ps.stdout.splitlines() if f"--parent {parent_pid}" in line]
+
+
+def cli_popen(*args, timeout=300) -> tuple[subprocess.CompletedProcess, int]:
+    """Like cli(), and also the parent's pid, to look for its workers afterwards."""
+    proc = subprocess.Popen([sys.executable, "-m", "infersweep", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
+
+
 def has_cuda() -> bool:
     try:
         import torch

@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import FAST, cli
+from conftest import FAST, cli, cli_popen, workers_of
 from fault_backend import FAULT_BATCH, ORPHAN_SLEEP
 
 EXPECTED = {
@@ -35,13 +35,13 @@ def _orphans() -> list[str]:
 def fault_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("faults") / "run"
     backends = ",".join(["fault-ok", *EXPECTED])
-    proc = cli("run", "--backends", backends, "--batches", f"1,{FAULT_BATCH},3", "--sizes", "8",
-               "--timeout", "3", "--out", out, *FAST, timeout=240)
-    return out, proc
+    proc, pid = cli_popen("run", "--backends", backends, "--batches", f"1,{FAULT_BATCH},3",
+                          "--sizes", "8", "--timeout", "3", "--out", out, *FAST, timeout=240)
+    return out, proc, pid
 
 
 def test_sweep_reaches_the_end(fault_sweep):
-    out, proc = fault_sweep
+    out, proc, _ = fault_sweep
     assert proc.returncode == 0, proc.stderr + proc.stdout
     rows = _rows(out)
     assert len(rows) == 3 * (1 + len(EXPECTED))
@@ -50,7 +50,7 @@ def test_sweep_reaches_the_end(fault_sweep):
 
 @pytest.mark.parametrize("backend", sorted(EXPECTED))
 def test_only_the_faulty_case_is_charged(fault_sweep, backend):
-    out, _ = fault_sweep
+    out, _, _ = fault_sweep
     rows = {int(r["batch_size"]): r for r in _rows(out) if r["backend"] == backend}
     status, reason_part = EXPECTED[backend]
     assert rows[FAULT_BATCH]["status"] == status, rows[FAULT_BATCH]
@@ -62,24 +62,24 @@ def test_only_the_faulty_case_is_charged(fault_sweep, backend):
 
 
 def test_healthy_backend_unaffected(fault_sweep):
-    out, _ = fault_sweep
+    out, _, _ = fault_sweep
     assert all(r["status"] == "ok" for r in _rows(out) if r["backend"] == "fault-ok")
 
 
 def test_no_process_left_behind(fault_sweep):
+    _, _, pid = fault_sweep
     assert _orphans() == []
-    ps = subprocess.run(["pgrep", "-af", "infersweep.worker"], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""
+    assert workers_of(pid) == []
 
 
 def test_failed_case_keeps_its_log(fault_sweep):
-    out, _ = fault_sweep
+    out, _, _ = fault_sweep
     logs = list((out / "logs").glob("worker-*.log"))
     assert any("deliberate failure" in p.read_text(errors="replace") for p in logs)
 
 
 def test_report_lists_failures_with_reasons(fault_sweep):
-    out, _ = fault_sweep
+    out, _, _ = fault_sweep
     report = (out / "report.md").read_text()
     assert "## Cases that did not run cleanly" in report
     for status in ("failed", "crashed", "timeout", "oom"):
@@ -87,13 +87,13 @@ def test_report_lists_failures_with_reasons(fault_sweep):
 
 
 def test_store_is_sound(fault_sweep):
-    out, _ = fault_sweep
+    out, _, _ = fault_sweep
     db = sqlite3.connect(out / "results.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_retry_failed_reruns_only_failures(fault_sweep, tmp_path):
-    out, _ = fault_sweep
+    out, _, _ = fault_sweep
     before = {r["case_id"]: r for r in _rows(out)}
     proc = cli("run", "--backends", "fault-ok,fault-raise", "--batches", f"1,{FAULT_BATCH},3",
                "--sizes", "8", "--timeout", "3", "--out", out, "--retry-failed", *FAST)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import cli
+from conftest import cli, workers_of
 
 ARGS = ["--backends", "fault-ok", "--sizes", "8", "--batches", "1,3,4,5,6,7,8,9",
         "--min-time", "0.4", "--max-time", "0.4", "--min-iterations", "5", "--timeout", "30"]
@@ -39,11 +39,6 @@ def _wait_for(out, n, proc, limit=60):
     raise AssertionError(f"fewer than {n} cases finished; {proc.poll()=}")
 
 
-def _workers() -> str:
-    ps = subprocess.run(["pgrep", "-af", "infersweep.worker"], capture_output=True, text=True)
-    return ps.stdout.strip()
-
-
 def test_sigkill_of_parent_loses_nothing_and_resume_completes(tmp_path):
     out = tmp_path / "run"
     proc = _start(out)
@@ -53,7 +48,7 @@ def test_sigkill_of_parent_loses_nothing_and_resume_completes(tmp_path):
     before = _finished(out)
     assert 2 <= len(before) < 8
     time.sleep(0.5)
-    assert _workers() == ""  # the worker died with its parent (PR_SET_PDEATHSIG)
+    assert workers_of(proc.pid) == []  # the worker died with its parent (PR_SET_PDEATHSIG)
 
     again = cli("run", *ARGS, "--out", out)
     assert again.returncode == 0, again.stderr
@@ -79,7 +74,7 @@ def test_ctrl_c_stops_quickly_without_orphans(tmp_path):
     assert time.monotonic() - sent < 5
     assert proc.returncode == 130
     assert "resume" in stdout
-    assert _workers() == ""
+    assert workers_of(proc.pid) == []
     assert 1 <= len(_finished(out)) < 8
 
 

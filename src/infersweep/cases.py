@@ -73,6 +73,8 @@ def weights_label(weights_path: str | None, image_size: int, seed: int) -> str:
 
 def expand(spec: Spec) -> list[Case]:
     """The full grid, in a stable order: grouped so that a worker serves a whole group."""
+    from infersweep.backends import registry
+
     cases = []
     for backend, device, size, data, batch in product(
             spec.backends, spec.devices, spec.sizes, spec.data, spec.batches):
@@ -82,7 +84,8 @@ def expand(spec: Spec) -> list[Case]:
             weights=weights_label(spec.weights, size, spec.seed),
             backend=backend, device=device, precision=precision,
             image_size=size, batch_size=batch, data=data, scope=spec.scope,
-            options=spec.backend_options.get(backend, ""),
+            options=registry()[backend].canonical_options(spec.backend_options.get(backend, {}),
+                                                          device),
         ) for precision in precisions]
     return cases
 

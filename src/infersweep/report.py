@@ -87,6 +87,8 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str
               "where the runtime needs them; after a cold run and a warmup that lasted until the "
               "running median settled. ± is the standard deviation.",
               "- time (per image) = median / batch size; throughput = batch size / median.",
+              "- pipelined (GPU only): images/s over N back-to-back runs with one synchronize at "
+              "the end, so the launch queue stays full (what a serving system sees).",
               f"- speedup = median of `{baseline}` / median of the row, at the same device, "
               "precision, image size, batch size and data; empty where there is no such "
               f"`{baseline}` row.",
@@ -95,17 +97,19 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str
               *[f"- memory: {src}" for src in memory_sources], "",
               "## Results", "",
               "| backend | data | precision | device | shape | time (batch) | time (per image) "
-              "| throughput | memory | speedup | GFLOPs/img | status |",
-              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| throughput | pipelined | memory | speedup | GFLOPs/img | status |",
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         shape = f"({r['batch_size']}, 3, {r['image_size']}, {r['image_size']})"
         if r["status"] == "ok":
             time_batch = f"{_ms(r['latency_ms_median'])} ± {r['latency_ms_std']:.3f}"
         else:
             time_batch = ""
+        backend = f"{r['backend']} ({r['options']})" if r["options"] else r["backend"]
         lines.append(
-            f"| {r['backend']} | {r['data']} | {r['precision']} | {r['device']} | {shape} "
+            f"| {backend} | {r['data']} | {r['precision']} | {r['device']} | {shape} "
             f"| {time_batch} | {_ms(r['per_image_ms'])} | {_num(r['throughput_ips'], '.1f', ' img/s')} "
+            f"| {_num(r['throughput_pipelined_ips'], '.1f', ' img/s')} "
             f"| {_num(r['peak_memory_mb'], '.1f', ' MB')} | {_num(r['speedup'], '.2f', 'x')} "
             f"| {_num(r['gflops_per_image'], '.2f')} | {r['status']} |")
     problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]

@@ -20,7 +20,7 @@ FAILED_STATUSES = ("failed", "crashed", "oom", "timeout")
 
 CSV_COLUMNS = [
     "case_id", "model", "weights", "backend", "device", "precision", "image_size", "batch_size",
-    "data", "scope", "status", "reason", "setup_s", "first_iter_ms", "iterations",
+    "data", "scope", "options", "status", "reason", "setup_s", "first_iter_ms", "iterations",
     "latency_ms_mean", "latency_ms_median", "latency_ms_trimmed", "latency_ms_std",
     "latency_ms_min", "latency_ms_max", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_ci_low", "latency_ms_ci_high", "per_image_ms", "throughput_ips",

@@ -68,7 +68,7 @@ class Spec:
     seed: int = 0
     opset: int = 18
     measure: MeasureSettings = field(default_factory=MeasureSettings)
-    backend_options: dict = field(default_factory=dict)  # backend -> canonical option string
+    backend_options: dict = field(default_factory=dict)  # backend -> {option: value} given
     # With a GPU and no --precisions, CUDA cases also run fp16 (the CPU ones stay fp32 only).
     gpu_extra_precisions: tuple[str, ...] = ()
 
@@ -218,7 +218,8 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
     if measure:
         values["measure"] = replace(spec.measure, **measure)
     spec = replace(spec, **values)
-    spec = replace(spec, backend_options=_backend_options(raw.get("options"), spec.backends))
+    spec = replace(spec, backend_options=_backend_options(raw.get("options"), spec.backends,
+                                                          spec.devices))
     if spec.measure.max_time_s < spec.measure.min_time_s:
         raise SpecError(f"max_time ({spec.measure.max_time_s:g}) is below min_time "
                         f"({spec.measure.min_time_s:g})")
@@ -238,7 +239,8 @@ def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:
     return options
 
 
-def _backend_options(raw, backends: tuple[str, ...]) -> dict[str, str]:
+def _backend_options(raw, backends: tuple[str, ...], devices: tuple[str, ...]) -> dict:
+    """The options given per backend, validated now (exit 2) though applied per case."""
     from infersweep.backends import registry
 
     raw = raw or {}
@@ -253,9 +255,11 @@ def _backend_options(raw, backends: tuple[str, ...]) -> dict[str, str]:
     for backend in backends:
         given = {k: str(v) for k, v in raw.get(backend, {}).items()}
         try:
-            out[backend] = registry()[backend].canonical_options(given)
+            for device in devices:
+                registry()[backend].canonical_options(given, device)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
+        out[backend] = given
     return out
 
 

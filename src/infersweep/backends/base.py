@@ -87,6 +87,7 @@ class Backend:
     needs_model: bool = True  # False only for test backends that never touch the torch model
     option_defaults: dict = field(default_factory=dict)
     option_choices: dict = field(default_factory=dict)  # option -> allowed values, where limited
+    option_devices: dict = field(default_factory=dict)  # option -> devices it means anything on
 
     def available(self, device: str) -> str | None:
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
@@ -104,8 +105,9 @@ class Backend:
                     f"{', '.join(allowed)}, not {case.precision}")
         return None
 
-    def canonical_options(self, given: dict[str, str]) -> str:
-        """Validate user options against the declared ones; all options, defaults filled in."""
+    def canonical_options(self, given: dict[str, str], device: str) -> str:
+        """Validate user options against the declared ones; the options that apply on this
+        device, defaults filled in."""
         unknown = sorted(set(given) - set(self.option_defaults))
         if unknown:
             known = ", ".join(self.option_defaults) or "none"
@@ -118,7 +120,8 @@ class Backend:
             if allowed and value not in allowed:
                 raise ValueError(f"option {self.name}.{key}={text!r}; allowed: {', '.join(allowed)}")
             merged[key] = value
-        return format_options(merged)
+        return format_options({k: v for k, v in merged.items()
+                               if device in self.option_devices.get(k, (device,))})
 
     def prepare(self, source, case: Case, cache) -> Session:
         raise NotImplementedError

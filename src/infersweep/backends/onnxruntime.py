@@ -135,4 +135,5 @@ BACKENDS = [OnnxRuntime(
     install_hint="pip install onnxruntime onnx onnxscript (onnxruntime-gpu for CUDA)",
     option_defaults={"cudnn_conv_algo_search": "EXHAUSTIVE"},
     option_choices={"cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")},
+    option_devices={"cudnn_conv_algo_search": ("cuda",)},
 )]

@@ -71,4 +71,5 @@ BACKENDS = [TorchCompile(
     packages=("torch", "torchvision"), install_hint="pip install torch torchvision",
     option_defaults={"mode": "default", "cudagraphs": "auto", "channels_last": False},
     option_choices={"mode": MODES, "cudagraphs": ("auto", "true", "false")},
+    option_devices={"cudagraphs": ("cuda",)},
 )]
