@@ -77,3 +77,17 @@ def test_compile_time_is_setup_not_latency(gpu_sweep):
     row = gpu_sweep[("torch-compile", "fp16", "compute", 32)]
     assert row["setup_s"] > 1.0  # compilation happened, and was charged to setup
     assert row["first_iter_ms"] < 1000 * row["setup_s"] / 2
+
+
+def test_two_gpus_in_parallel(tmp_path):
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    out = tmp_path / "run"
+    proc = cli("run", "--devices", "cuda", "--backends", "torch,onnxruntime", "--precisions",
+               "fp16", "--gpus", "0,1", *QUICK, "--out", out, timeout=900)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert rows and all(r["status"] == "ok" for r in rows)
+    assert {r["info"]["gpu_index"] for r in rows} == {0, 1}

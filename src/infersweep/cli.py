@@ -55,6 +55,8 @@ Option = Annotated[Optional[list[str]], typer.Option(
                      "max-autotune)")]
 ChannelsLast = Annotated[bool, typer.Option(
     "--channels-last", help="channels_last memory format for torch and torch-compile")]
+Gpus = Annotated[Optional[str], typer.Option(
+    "--gpus", help="GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU")]
 CompileMode = Annotated[Optional[str], typer.Option(
     "--compile-mode", help="torch-compile mode: default, reduce-overhead, max-autotune, ...")]
 
@@ -91,7 +93,7 @@ def _spec_from(spec_file, flags: dict):
 
 SPEC_FLAGS = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches", "data",
               "out", "timeout", "baseline", "seed", "min_time", "max_time", "min_iterations",
-              "target_ci", "scope", "option", "channels_last", "compile_mode")
+              "target_ci", "scope", "option", "channels_last", "compile_mode", "gpus")
 
 
 def _flags(values: dict) -> dict:
@@ -154,7 +156,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
         target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
-        channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
+        channels_last: ChannelsLast = False, compile_mode: CompileMode = None, gpus: Gpus = None,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False):
@@ -197,6 +199,7 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
          min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
          target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
          channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
+         gpus: Gpus = None,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
     """Print the expanded cases and what will happen to each, without running anything."""

@@ -14,7 +14,9 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,7 @@ class LocalExecutor:
     def __init__(self, job: WorkerJob):
         self.job = job
         self.active: subprocess.Popen | None = None
+        self.stopping = False  # set by stop(): the case in flight is abandoned, not charged
 
     def _spawn(self, cases: list[Case], log: Path) -> tuple[subprocess.Popen, int]:
         read_fd, write_fd = os.pipe()
@@ -137,7 +140,7 @@ class LocalExecutor:
             buffer = b""
             timed_out = False
             try:
-                while True:
+                while not self.stopping:
                     remaining = self.job.timeout_s - (time.monotonic() - started)
                     if remaining <= 0:
                         timed_out = True
@@ -161,6 +164,8 @@ class LocalExecutor:
                             on_start(in_flight)
                         elif message.get("event") == "result":
                             result = Result.from_json(json.dumps(message["result"]))
+                            if self.job.gpu is not None:
+                                result.info["gpu_index"] = self.job.gpu
                             if result.case in pending:
                                 pending.remove(result.case)
                                 on_result(result)
@@ -181,7 +186,7 @@ class LocalExecutor:
                 _kill_group(proc)  # anything the worker left behind in its process group
                 self.active = None
 
-            if not pending:
+            if not pending or self.stopping:
                 return
             # The worker ended with cases left: charge the one in flight (or the next one if it
             # died before starting any, so that the loop always makes progress).
@@ -201,9 +206,47 @@ class LocalExecutor:
 
     def stop(self) -> None:
         """Kill the worker in flight (Ctrl-C): nothing may keep running after we return."""
-        if self.active is not None:
-            _kill_group(self.active)
+        self.stopping = True
+        active = self.active
+        if active is not None:
+            _kill_group(active)
             try:
-                self.active.wait(timeout=5)
+                active.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def run_in_parallel(groups: list[list[Case]], executors: list[LocalExecutor],
+                    on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
+    """One thread per executor (one per GPU); each takes the next group when it is free, so no
+    two measurements ever share a GPU. Callbacks come from several threads: they must lock."""
+    queue = deque(groups)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def serve(executor: LocalExecutor) -> None:
+        try:
+            while True:
+                with lock:
+                    if not queue or executor.stopping or errors:
+                        return
+                    group = queue.popleft()
+                executor.run_group(group, on_start, on_result)
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve, args=(e,), daemon=True) for e in executors]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        for e in executors:
+            e.stop()
+        for t in threads:
+            t.join(timeout=15)
+        raise
+    if errors:
+        raise errors[0]

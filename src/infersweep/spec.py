@@ -35,6 +35,7 @@ KEYS = {
     "data": "list of data sources: synthetic, or a folder of images",
     "scope": "what is timed: compute (inputs already placed) or e2e (host in, host out)",
     "options": "backend options: {backend: {option: value}}",
+    "gpus": "GPU indexes to spread CUDA cases over, one worker per GPU",
     "out": "run directory",
     "timeout": "seconds per case",
     "baseline": "backend that speedups are relative to",
@@ -71,6 +72,7 @@ class Spec:
     backend_options: dict = field(default_factory=dict)  # backend -> {option: value} given
     # With a GPU and no --precisions, CUDA cases also run fp16 (the CPU ones stay fp32 only).
     gpu_extra_precisions: tuple[str, ...] = ()
+    gpus: tuple[int, ...] = ()  # physical GPU indexes to run CUDA cases on in parallel
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take)."""
@@ -159,6 +161,20 @@ def _number(key: str, value, kind=float, minimum: float = 0, inclusive: bool = F
     return number
 
 
+def gpu_count() -> int:
+    from infersweep.env import gpus
+
+    found = gpus()
+    if found:
+        return len(found)
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
 def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
     """Turn merged TOML + flag values into a validated Spec (values only, no files opened)."""
     from infersweep.backends import registry
@@ -204,6 +220,15 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
         values["baseline"] = _choices("baseline", [raw["baseline"]], backends)[0]
     if "seed" in raw:
         values["seed"] = _number("seed", raw["seed"], int, 0, inclusive=True)
+    if raw.get("gpus") not in (None, ""):
+        gpus = tuple(dict.fromkeys(_items("gpus", raw["gpus"])))
+        if not all(isinstance(g, int) or str(g).isdigit() for g in gpus):
+            raise SpecError(f"gpus: {raw['gpus']!r} is not a list of GPU indexes (0,1,...)")
+        values["gpus"] = tuple(int(g) for g in gpus)
+        count = gpu_count()
+        bad = [g for g in values["gpus"] if g >= count]
+        if bad:
+            raise SpecError(f"gpus: no GPU {bad[0]} on this machine ({count} visible)")
     if "opset" in raw:
         values["opset"] = _number("opset", raw["opset"], int, 7, inclusive=True)
     measure = {}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from infersweep import env as envmod
 from infersweep.cases import Case, group_cases
-from infersweep.executor import LocalExecutor, WorkerJob
+from infersweep.executor import LocalExecutor, WorkerJob, run_in_parallel
 from infersweep.plan import RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
 from infersweep.report import write_reports
 from infersweep.results import Result
@@ -56,24 +57,46 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         observer.planned(plan)
         write_reports(out_dir, store.results(), env, spec.baseline)
 
-        executor = LocalExecutor(WorkerJob(
-            settings=asdict(spec.measure), seed=spec.seed, opset=spec.opset, cache_dir=None,
-            timeout_s=spec.timeout_s, log_dir=out_dir / "logs"))
+        def executor(gpu: int | None = None) -> LocalExecutor:
+            return LocalExecutor(WorkerJob(
+                settings=asdict(spec.measure), seed=spec.seed, opset=spec.opset, cache_dir=None,
+                timeout_s=spec.timeout_s, log_dir=out_dir / "logs", gpu=gpu))
+
         ran = 0
+        lock = threading.Lock()  # results arrive from one thread per GPU in a multi-GPU sweep
+
+        def on_start(case: Case) -> None:
+            with lock:
+                observer.case_started(case)
 
         def on_result(result: Result) -> None:
             nonlocal ran
-            store.put(result)  # durable before anything else happens
-            ran += 1
-            write_reports(out_dir, store.results(), env, spec.baseline)
-            observer.case_finished(result)
+            with lock:
+                store.put(result)  # durable before anything else happens
+                ran += 1
+                write_reports(out_dir, store.results(), env, spec.baseline)
+                observer.case_finished(result)
 
+        groups = group_cases([p.case for p in plan if p.action == RUN])
+        gpu_groups = [g for g in groups if g[0].device == "cuda"]
+        cpu_groups = [g for g in groups if g[0].device != "cuda"]
         interrupted = False
+        current: LocalExecutor | None = None
         try:
-            for group in group_cases([p.case for p in plan if p.action == RUN]):
-                executor.run_group(group, observer.case_started, on_result)
+            # GPU groups first, one worker per GPU in parallel; CPU groups after them, one at a
+            # time, so that a CPU measurement never competes with a GPU case's host thread.
+            if gpu_groups and len(spec.gpus) > 1:
+                run_in_parallel(gpu_groups, [executor(g) for g in spec.gpus], on_start, on_result)
+            else:
+                current = executor(spec.gpus[0] if spec.gpus else None)
+                for group in gpu_groups:
+                    current.run_group(group, on_start, on_result)
+            current = executor()
+            for group in cpu_groups:
+                current.run_group(group, on_start, on_result)
         except KeyboardInterrupt:
-            executor.stop()
+            if current is not None:  # run_in_parallel stops its own executors
+                current.stop()
             interrupted = True
         rows = write_reports(out_dir, store.results(), env, spec.baseline)
         return SweepOutcome(rows, ran, interrupted)
