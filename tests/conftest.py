@@ -10,7 +10,7 @@ TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
 
 # Workers inherit these: they must see the same registry (with the fault backends) as the parent.
-os.environ["INFERSWEEP_BACKEND_MODULES"] = "fault_backend"
+os.environ["INFERSWEEP_BACKEND_MODULES"] = "fault_backend,wrong_backends"
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(TESTS), str(SRC)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 sys.path.insert(0, str(TESTS))

@@ -1,11 +1,23 @@
-"""Input batches: synthetic (seeded normal noise) or real images from a folder.
+"""Input batches: synthetic noise, bundled sample photographs, or a folder of images.
 
-Batches are made before timing and reused for every timed iteration: the data axis changes what
-is computed (and later, agreement and accuracy), never what is timed.
+- ``synthetic``: seeded standard-normal noise (the default; no files needed).
+- ``samples``: real photographs that ship inside installed packages (scikit-image's and
+  matplotlib's sample data): the real-image path works out of the box, with no download.
+- a folder: every image below it; with one subfolder per class (``data/test/<class>/*.jpg``) the
+  images are labelled by their subfolder, in sorted order, and top-1 accuracy can be reported.
+
+Images are decoded with Pillow, the shorter side resized to size*256/224, centre-cropped and
+normalised with ImageNet's mean and std: torchvision's ImageNet preset. Batches cycle through the
+images, so a batch of b is always the first b images of the cycle (a smaller batch is a prefix of a
+larger one). Unreadable files are skipped and counted.
+
+In the default ``compute`` scope the batch is made before timing and reused; in the ``e2e``
+scope, decoding and preprocessing of real images are inside the timed region.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +26,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
 
+# Colour photographs bundled with scikit-image (skimage/data) and matplotlib (sample_data).
+SAMPLE_PHOTOS = {
+    "skimage": ("data", ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                         "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg"]),
+    "matplotlib": ("mpl-data/sample_data", ["grace_hopper.jpg"]),
+}
+
 
 class DataError(ValueError):
     pass
@@ -21,6 +40,20 @@ class DataError(ValueError):
 
 def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def sample_photos() -> list[Path]:
+    """The bundled photographs that are present in this environment."""
+    import importlib.util
+
+    found = []
+    for package, (subdir, names) in SAMPLE_PHOTOS.items():
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        base = Path(list(spec.submodule_search_locations)[0]) / subdir
+        found += [base / n for n in names if (base / n).is_file()]
+    return found
 
 
 def preprocess(path: Path, size: int) -> np.ndarray:
@@ -41,22 +74,67 @@ def preprocess(path: Path, size: int) -> np.ndarray:
     return (arr - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def make_batch(data: str, batch_size: int, image_size: int, seed: int = 0) -> np.ndarray:
-    """A float32 NCHW batch on the host."""
-    if data == "synthetic":
-        rng = np.random.default_rng(seed)
-        return rng.standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32)
-    folder = Path(data)
-    images = []
-    for path in image_files(folder):
+@dataclass
+class ImageSet:
+    """The readable images of a data source, with labels when the folder layout gives them."""
+    files: list[Path]
+    labels: list[int] | None = None  # index into classes, per file
+    classes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unreadable files, named for the report
+
+
+def open_images(data: str, size: int = 32) -> ImageSet:
+    """Find and check the images of a real data source; unreadable ones are skipped and listed."""
+    if data == "samples":
+        files = sample_photos()
+        if not files:
+            raise DataError("no bundled sample photographs found "
+                            "(install scikit-image or matplotlib)")
+        folder = None
+    else:
+        folder = Path(data)
+        if not folder.is_dir():
+            raise DataError(f"data {data!r} is not 'synthetic', 'samples' or an existing folder")
+        files = image_files(folder)
+        if not files:
+            raise DataError(f"data folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    readable, skipped = [], []
+    for path in files:
         try:
-            images.append(preprocess(path, image_size))
-        except Exception:  # a corrupt file is skipped; a folder of only corrupt files is an error
-            continue
-        if len(images) == batch_size:
-            break
-    if not images:
-        raise DataError(f"no readable image in {folder}")
-    # Fewer images than the batch: cycle them so that every batch size can be measured.
-    picked = [images[i % len(images)] for i in range(batch_size)]
-    return np.ascontiguousarray(np.stack(picked))
+            preprocess(path, size)
+            readable.append(path)
+        except Exception:
+            skipped.append(str(path))
+    if not readable:
+        raise DataError(f"none of the {len(files)} images in {data} can be decoded")
+    images = ImageSet(readable, skipped=skipped)
+    if folder is not None:
+        classes = sorted({p.relative_to(folder).parts[0] for p in readable
+                          if len(p.relative_to(folder).parts) == 2})
+        if classes and all(len(p.relative_to(folder).parts) == 2 for p in readable):
+            images.classes = classes
+            images.labels = [classes.index(p.relative_to(folder).parts[0]) for p in readable]
+    return images
+
+
+class BatchSource:
+    """Makes the host batches of one data source (float32 NCHW) and their labels."""
+
+    def __init__(self, data: str, seed: int = 0):
+        self.data = data
+        self.seed = seed
+        self.images = None if data == "synthetic" else open_images(data)
+
+    def batch(self, batch_size: int, image_size: int) -> np.ndarray:
+        if self.images is None:
+            rng = np.random.default_rng(self.seed)
+            return rng.standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32)
+        files = self.images.files
+        arrays = [preprocess(files[i % len(files)], image_size) for i in range(batch_size)]
+        return np.ascontiguousarray(np.stack(arrays))
+
+    def labels(self, batch_size: int) -> np.ndarray | None:
+        if self.images is None or self.images.labels is None:
+            return None
+        n = len(self.images.files)
+        return np.array([self.images.labels[i % n] for i in range(batch_size)])

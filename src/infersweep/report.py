@@ -60,7 +60,7 @@ def json_text(rows: list[dict], results: list[Result], env: dict, baseline: str)
     for row in rows:
         r = extra[row["case_id"]]
         out.append({**row, "warmup_iterations": r.warmup_iterations,
-                    "baseline_memory_mb": r.baseline_memory_mb, "info": r.info,
+                    "info": r.info,
                     "finished_at": r.finished_at, "samples_ms": r.samples_ms})
     return json.dumps({"baseline": baseline, "env": env, "results": out}, indent=1)
 

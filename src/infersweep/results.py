@@ -25,6 +25,7 @@ CSV_COLUMNS = [
     "latency_ms_min", "latency_ms_max", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_ci_low", "latency_ms_ci_high", "per_image_ms", "throughput_ips",
     "throughput_pipelined_ips", "peak_memory_mb", "memory_source", "allocator_peak_mb",
+    "baseline_memory_mb",
     "gflops_per_image", "achieved_tflops", "utilization_pct",
     "speedup", "baseline", "max_abs_err", "cosine", "top1_agreement", "top1_accuracy", "warnings",
 ]
@@ -49,6 +50,10 @@ class Result:
     gflops_per_image: float | None = None
     pipelined_ips: float | None = None  # GPU: N back-to-back launches, one synchronize
     allocator_peak_mb: float | None = None  # PyTorch's allocator peak after warmup (CUDA)
+    max_abs_err: float | None = None  # against the fp32 eager reference on the same batch
+    cosine: float | None = None
+    top1_agreement: float | None = None
+    top1_accuracy: float | None = None  # when the data folder has one subfolder per class
     warnings: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     finished_at: str = field(default_factory=now_iso)
@@ -74,6 +79,9 @@ class Result:
                    gflops_per_image=self.gflops_per_image,
                    throughput_pipelined_ips=self.pipelined_ips,
                    allocator_peak_mb=self.allocator_peak_mb,
+                   baseline_memory_mb=self.baseline_memory_mb,
+                   max_abs_err=self.max_abs_err, cosine=self.cosine,
+                   top1_agreement=self.top1_agreement, top1_accuracy=self.top1_accuracy,
                    warnings="; ".join(self.warnings) or None)
         if self.status == "ok" and self.samples_ms:
             s = summarize(self.samples_ms)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib
 import json
 import os
 import signal
@@ -65,8 +66,12 @@ class GroupRunner:
         self.session = None
         self.setup_s: float | None = None
         self.gflops: float | None = None
+        # The worker's own baseline: after importing the runtime, before any model exists.
+        for package in self.backend.packages:
+            importlib.import_module(package)
         self.baseline_mb = memory.rss_mb()
         self.gpu = self._gpu_sampler() if first.device == "cuda" else None
+        self.batches = None  # the group's data source, opened on first use
 
     def _gpu_sampler(self):
         """NVML sampler, created before this process touches CUDA so the context can be seen."""
@@ -97,20 +102,26 @@ class GroupRunner:
             self.setup_s = time.perf_counter() - start
 
     def run_case(self, case: Case) -> Result:
-        from infersweep.data import make_batch
-
         if self.gpu is not None:
             self.gpu.start()
         try:
             self._prepare(case)
-            host = make_batch(case.data, case.batch_size, case.image_size, self.seed)
+            if self.batches is None:
+                from infersweep.data import BatchSource
+
+                self.batches = BatchSource(case.data, self.seed)
+            host = self.batches.batch(case.batch_size, case.image_size)
             placed = self.session.place(host)
             start = time.perf_counter()
             self.session.specialize(placed)  # per-shape compilation is setup, not latency
             setup_s = self.setup_s + (time.perf_counter() - start)
             # Reset after prepare: an export's transient peak is not the memory the model runs in.
             can_reset = memory.reset_peak()
-            if case.scope == "e2e":  # host batch in, result on the host: copies are timed
+            if case.scope == "e2e" and self.batches.images is not None:
+                def step():  # decode + preprocess + copy in + model + copy out, all timed
+                    batch = self.batches.batch(case.batch_size, case.image_size)
+                    return self.session.fetch(self.session.run(self.session.place(batch)))
+            elif case.scope == "e2e":  # host batch in, result on the host: copies are timed
                 def step():
                     return self.session.fetch(self.session.run(self.session.place(host)))
             else:
@@ -127,8 +138,9 @@ class GroupRunner:
                 result.pipelined_ips = pipelined_throughput(
                     lambda: self.session.launch(placed), lambda: self.session.run(placed),
                     case.batch_size, median)
-            self.session.fetch(self.session.run(placed))  # records the output dtype; not timed
+            output = self.session.fetch(self.session.run(placed))  # not timed
             self._memory(case, result, can_reset)
+            self._check_outputs(case, host, output, result)
             result.info.update(self.session.info)
             return result
         except BaseException as exc:
@@ -141,6 +153,31 @@ class GroupRunner:
         finally:
             if self.gpu is not None:
                 self.gpu.stop()
+
+    def _check_outputs(self, case: Case, host, output, result: Result) -> None:
+        """Agreement with the fp32 reference, and accuracy when the data has labels."""
+        if self.backend.needs_model:
+            from infersweep.agreement import compare, reference_logits
+
+            key = {"model": case.model, "weights": self.source.weights_key, "data": case.data,
+                   "image_size": case.image_size, "batch_size": case.batch_size,
+                   "seed": self.seed}
+            agreement = compare(output, reference_logits(self.source, host, key, self.cache))
+            result.max_abs_err = agreement.max_abs_err
+            result.cosine = agreement.cosine
+            result.top1_agreement = agreement.top1_agreement
+            result.warnings += agreement.warnings(case.precision)
+        images = self.batches.images
+        if images is not None and images.skipped:
+            result.warnings.append(f"{len(images.skipped)} unreadable image(s) skipped, e.g. "
+                                   f"{images.skipped[0]}")
+        labels = self.batches.labels(case.batch_size)
+        if labels is not None:
+            if output.shape[-1] == len(images.classes):
+                result.top1_accuracy = float((output.argmax(-1) == labels).mean())
+            else:
+                result.info["accuracy_skipped"] = (
+                    f"model has {output.shape[-1]} classes, data has {len(images.classes)}")
 
     def _reset_allocator_peak(self) -> None:
         torch = sys.modules.get("torch")
