@@ -249,6 +249,34 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
 
 
 @app.command()
+def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "cpu",
+         precisions: Annotated[str, typer.Option("--precisions", help="fp32,fp16,bf16")] = "fp32",
+         remeasure: Annotated[bool, typer.Option(
+             "--remeasure", help="measure even where a table value or a cached one exists")] = False):
+    """Peak TFLOP/s of this machine per device and precision (measured with a large matrix
+    product and cached; known GPUs from a datasheet table): the basis of utilization_pct."""
+    from infersweep.env import collect
+    from infersweep.peaks import MATMUL_DTYPE, peak_for
+
+    env_facts = collect()
+    table = Table()
+    for col in ("device", "precision", "TFLOP/s", "source"):
+        table.add_column(col)
+    for device in [d.strip() for d in devices.split(",") if d.strip()]:
+        if device not in ("cpu", "cuda"):
+            _fail(f"unknown device {device!r}; allowed: cpu, cuda")
+        if device == "cuda" and not env_facts["gpus"]:
+            _fail("no CUDA GPU is visible on this machine")
+        for precision in [p.strip() for p in precisions.split(",") if p.strip()]:
+            if precision not in MATMUL_DTYPE:
+                _fail(f"unknown precision {precision!r}; allowed: {', '.join(MATMUL_DTYPE)}")
+            found = peak_for(device, precision, env_facts, remeasure=remeasure)
+            table.add_row(device, precision, f"{found['tflops']:g}" if found else "unknown",
+                          found["source"] if found else "measurement failed")
+    console.print(table)
+
+
+@app.command()
 def env():
     """Print the hardware and software this machine would measure with."""
     from infersweep.env import collect, describe

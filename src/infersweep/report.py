@@ -20,6 +20,14 @@ SPEEDUP_KEY = ("model", "weights", "device", "precision", "image_size", "batch_s
                "scope")
 
 
+def add_utilization(rows: list[dict], peaks: dict) -> None:
+    """utilization_pct = achieved TFLOP/s / the device's peak for the case's precision."""
+    for row in rows:
+        peak = peaks.get(f"{row['device']}:{row['precision']}")
+        if peak and row["achieved_tflops"]:
+            row["utilization_pct"] = 100.0 * row["achieved_tflops"] / peak["tflops"]
+
+
 def rows_with_speedup(results: list[Result], baseline: str) -> list[dict]:
     """Rows with speedup = baseline median / case median, matched on everything but the backend.
 
@@ -75,7 +83,8 @@ def _num(value, fmt: str, suffix: str = "") -> str:
     return "" if value is None else f"{value:{fmt}}{suffix}"
 
 
-def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str:
+def markdown_text(rows: list[dict], env: dict, baseline: str, title: str,
+                  peaks: dict | None = None) -> str:
     counts = Counter(r["status"] for r in rows)
     lines = [f"# infersweep report: {title}", "",
              f"{len(rows)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), "",
@@ -93,12 +102,19 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str
               "precision, image size, batch size and data; empty where there is no such "
               f"`{baseline}` row.",
               "- GFLOPs per image from torch.utils.flop_counter at the real input shape "
-              "(FLOPs = 2 x multiply-adds).",
+              "(FLOPs = 2 x multiply-adds); achieved TFLOP/s = FLOPs x batch / median; "
+              "utilisation = achieved / peak of the device in the case's precision.",
+              *[f"- peak used for {key.replace(':', ' ')}: {p['tflops']:g} TFLOP/s ({p['source']})"
+                for key, p in sorted((peaks or {}).items())],
+              "- agreement: outputs against fp32 eager PyTorch on the CPU, same batch: max abs "
+              "error, worst per-image cosine, top-1 agreement; accuracy where the data folder "
+              "has one subfolder per class.",
               *[f"- memory: {src}" for src in memory_sources], "",
               "## Results", "",
               "| backend | data | precision | device | shape | time (batch) | time (per image) "
-              "| throughput | pipelined | memory | speedup | GFLOPs/img | status |",
-              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| throughput | pipelined | memory | speedup | GFLOPs/img | util. | cosine "
+              "| top-1 agr. | status |",
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         shape = f"({r['batch_size']}, 3, {r['image_size']}, {r['image_size']})"
         if r["status"] == "ok":
@@ -111,7 +127,8 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str
             f"| {time_batch} | {_ms(r['per_image_ms'])} | {_num(r['throughput_ips'], '.1f', ' img/s')} "
             f"| {_num(r['throughput_pipelined_ips'], '.1f', ' img/s')} "
             f"| {_num(r['peak_memory_mb'], '.1f', ' MB')} | {_num(r['speedup'], '.2f', 'x')} "
-            f"| {_num(r['gflops_per_image'], '.2f')} | {r['status']} |")
+            f"| {_num(r['gflops_per_image'], '.2f')} | {_num(r['utilization_pct'], '.1f', '%')} "
+            f"| {_num(r['cosine'], '.5f')} | {_num(r['top1_agreement'], '.0%')} | {r['status']} |")
     problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
     if problems:
         lines += ["", "## Cases that did not run cleanly", "", "| case | status | reason |",
@@ -125,9 +142,12 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str) -> list[dict]:
+def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
+                  peaks: dict | None = None) -> list[dict]:
     rows = rows_with_speedup(results, baseline)
+    add_utilization(rows, peaks or {})
     _atomic_write(out_dir / "results.csv", csv_text(rows))
     _atomic_write(out_dir / "results.json", json_text(rows, results, env, baseline))
-    _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name))
+    _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name,
+                                                       peaks or {}))
     return rows

@@ -11,7 +11,8 @@ from typing import Protocol
 from infersweep import env as envmod
 from infersweep.cases import Case, group_cases
 from infersweep.executor import LocalExecutor, WorkerJob, run_in_parallel
-from infersweep.plan import RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
+from infersweep.peaks import peak_for
+from infersweep.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
 from infersweep.report import write_reports
 from infersweep.results import Result
 from infersweep.spec import Spec
@@ -54,8 +55,15 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         for p in plan:
             if p.action in (UNSUPPORTED, UNAVAILABLE):
                 store.put(Result(p.case, p.action, reason=p.reason))
+        peaks = store.get_meta("peaks", {})
+        for device, precision in sorted({(p.case.device, p.case.precision) for p in plan
+                                         if p.action in (RUN, DONE)}):
+            found = peak_for(device, precision, env)
+            if found:
+                peaks[f"{device}:{precision}"] = found
+        store.set_meta("peaks", peaks)
         observer.planned(plan)
-        write_reports(out_dir, store.results(), env, spec.baseline)
+        write_reports(out_dir, store.results(), env, spec.baseline, peaks)
 
         def executor(gpu: int | None = None) -> LocalExecutor:
             return LocalExecutor(WorkerJob(
@@ -74,7 +82,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
             with lock:
                 store.put(result)  # durable before anything else happens
                 ran += 1
-                write_reports(out_dir, store.results(), env, spec.baseline)
+                write_reports(out_dir, store.results(), env, spec.baseline, peaks)
                 observer.case_finished(result)
 
         groups = group_cases([p.case for p in plan if p.action == RUN])
@@ -98,7 +106,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
             if current is not None:  # run_in_parallel stops its own executors
                 current.stop()
             interrupted = True
-        rows = write_reports(out_dir, store.results(), env, spec.baseline)
+        rows = write_reports(out_dir, store.results(), env, spec.baseline, peaks)
         return SweepOutcome(rows, ran, interrupted)
     finally:
         store.close()
@@ -110,6 +118,7 @@ def rebuild_reports(out_dir: Path, baseline: str | None = None) -> list[dict]:
         spec = store.get_meta("spec", {})
         env = store.get_meta("env") or envmod.collect()
         return write_reports(out_dir, store.results(), env,
-                             baseline or spec.get("baseline") or "torch")
+                             baseline or spec.get("baseline") or "torch",
+                             store.get_meta("peaks", {}))
     finally:
         store.close()
