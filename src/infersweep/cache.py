@@ -52,3 +52,33 @@ class ArtifactCache:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return entry, False
+
+
+def entries(root: Path | None = None) -> list[dict]:
+    """Every finished entry: kind, key, size on disk, last modified."""
+    root = Path(root) if root else cache_root()
+    found = []
+    for key_file in sorted(root.glob("*/*/key.json")):
+        entry = key_file.parent
+        size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+        found.append({"kind": entry.parent.name, "path": str(entry), "bytes": size,
+                      "key": json.loads(key_file.read_text()),
+                      "modified": entry.stat().st_mtime})
+    return found
+
+
+def clear(kind: str | None = None, root: Path | None = None) -> int:
+    """Remove entries (of one kind, or all, with compiler caches and peaks); bytes freed."""
+    root = Path(root) if root else cache_root()
+    if not root.exists():
+        return 0
+    targets = [root / kind] if kind else [p for p in root.iterdir()]
+    freed = 0
+    for target in targets:
+        if target.is_dir():
+            freed += sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.is_file():
+            freed += target.stat().st_size
+            target.unlink()
+    return freed

@@ -55,6 +55,8 @@ Option = Annotated[Optional[list[str]], typer.Option(
                      "max-autotune)")]
 ChannelsLast = Annotated[bool, typer.Option(
     "--channels-last", help="channels_last memory format for torch and torch-compile")]
+Quick = Annotated[bool, typer.Option(
+    "--quick", help="explore: +-5%% target, 2 s cap per case; results marked quick")]
 Gpus = Annotated[Optional[str], typer.Option(
     "--gpus", help="GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU")]
 CompileMode = Annotated[Optional[str], typer.Option(
@@ -93,13 +95,14 @@ def _spec_from(spec_file, flags: dict):
 
 SPEC_FLAGS = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches", "data",
               "out", "timeout", "baseline", "seed", "min_time", "max_time", "min_iterations",
-              "target_ci", "scope", "option", "channels_last", "compile_mode", "gpus")
+              "target_ci", "scope", "option", "channels_last", "compile_mode", "gpus", "quick")
 
 
 def _flags(values: dict) -> dict:
     """The sweep flags among a command's arguments, named as in the TOML file."""
     flags = {k: values[k] for k in SPEC_FLAGS}
     flags["out"] = str(flags["out"]) if flags["out"] else None
+    flags["quick"] = True if flags["quick"] else None  # a flag can only turn it on
     return flags
 
 
@@ -157,6 +160,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
         target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
         channels_last: ChannelsLast = False, compile_mode: CompileMode = None, gpus: Gpus = None,
+        quick: Quick = False,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False):
@@ -199,7 +203,7 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
          min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
          target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
          channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
-         gpus: Gpus = None,
+         gpus: Gpus = None, quick: Quick = False,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
     """Print the expanded cases and what will happen to each, without running anything."""
@@ -219,9 +223,8 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
     finished: dict[str, str] = {}
     if (out_dir / "results.sqlite").exists():
         store = Store(out_dir / "results.sqlite")
-        statuses, keep = store.statuses(), store.finished_ids()
+        finished = store.finished(quick=spec.quick)
         store.close()
-        finished = {cid: s for cid, s in statuses.items() if cid in keep}
     planned = make_plan(spec, finished, gpu)
     table = Table(title=f"plan for {out_dir}")
     for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
@@ -232,8 +235,24 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
         table.add_row(c.case_id, c.backend, c.device, c.precision, str(c.image_size),
                       str(c.batch_size), c.data, p.action, p.reason)
     console.print(table)
-    to_run = sum(p.action == RUN for p in planned)
-    console.print(f"{len(planned)} cases, {to_run} to run")
+    to_run = [p.case for p in planned if p.action == RUN]
+    console.print(f"{len(planned)} cases, {len(to_run)} to run")
+    console.print(estimate_line(to_run, spec.quick))
+
+
+def estimate_line(cases: list[Case], quick: bool) -> str:
+    from infersweep.history import wall_times
+
+    known = wall_times(quick)
+    seen = [known[c.case_id] for c in cases if c.case_id in known]
+    if not cases:
+        return "nothing to run"
+    if not seen:
+        return "no history for these cases yet: no time estimate (the first run records one)"
+    total = sum(seen) * len(cases) / len(seen)  # unseen cases assumed like the seen ones
+    note = "" if len(seen) == len(cases) else \
+        f" ({len(cases) - len(seen)} of {len(cases)} cases without history, assumed average)"
+    return f"estimated time: {total / 60:.1f} min from earlier runs{note}"
 
 
 @app.command()
@@ -274,6 +293,38 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
             table.add_row(device, precision, f"{found['tflops']:g}" if found else "unknown",
                           found["source"] if found else "measurement failed")
     console.print(table)
+
+
+cache_app = typer.Typer(help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "
+                             "references, peaks.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+def cache_list():
+    """List cached artefacts with their keys and sizes."""
+    from infersweep.cache import cache_root, entries
+
+    table = Table(title=str(cache_root()))
+    for col in ("kind", "key", "MB"):
+        table.add_column(col)
+    found = entries()
+    for e in found:
+        key = ", ".join(f"{k}={v}" for k, v in e["key"].items() if k not in ("torch",))
+        table.add_row(e["kind"], key, f"{e['bytes'] / 2**20:.1f}")
+    console.print(table)
+    console.print(f"{len(found)} entries, {sum(e['bytes'] for e in found) / 2**20:.1f} MB "
+                  "(Inductor/Triton kernel caches not listed)")
+
+
+@cache_app.command("clear")
+def cache_clear(kind: Annotated[Optional[str], typer.Option(
+        "--kind", help="only this kind: onnx, reference, inductor, triton")] = None):
+    """Delete cached artefacts (everything, or one kind)."""
+    from infersweep.cache import cache_root, clear
+
+    freed = clear(kind)
+    console.print(f"cleared {kind or 'everything'} in {cache_root()}: {freed / 2**20:.1f} MB freed")
 
 
 @app.command()

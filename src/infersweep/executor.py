@@ -137,6 +137,7 @@ class LocalExecutor:
             proc, read_fd = self._spawn(pending, log)
             in_flight: Case | None = None
             started = time.monotonic()  # a worker stuck before its first case is charged too
+            case_started = started
             buffer = b""
             timed_out = False
             try:
@@ -160,10 +161,11 @@ class LocalExecutor:
                             continue
                         if message.get("event") == "start" and message.get("case_id") in by_id:
                             in_flight = by_id[message["case_id"]]
-                            started = time.monotonic()
+                            started = case_started = time.monotonic()
                             on_start(in_flight)
                         elif message.get("event") == "result":
                             result = Result.from_json(json.dumps(message["result"]))
+                            result.wall_s = time.monotonic() - case_started
                             if self.job.gpu is not None:
                                 result.info["gpu_index"] = self.job.gpu
                             if result.case in pending:
@@ -201,6 +203,7 @@ class LocalExecutor:
             else:
                 result = _death_result(victim, proc.returncode, oom_before, log)
             result.info["log"] = str(log)
+            result.wall_s = time.monotonic() - case_started
             pending.remove(victim)
             on_result(result)
 

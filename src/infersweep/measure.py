@@ -28,12 +28,14 @@ class MeasureSettings:
     warmup_window: int = 3  # warmup compares medians of consecutive windows of this many runs
     warmup_tolerance: float = 0.05  # ... and is settled when they differ by less than 5%
     warmup_max_s: float = 5.0
+    # (quick mode overrides target_ci, min/max time, min_iterations and warmup_max_s)
 
 
 @dataclass
 class Timing:
     first_iter_ms: float
     warmup_iterations: int
+    warmup_ms: float  # wall time of the warmup phase
     samples_ms: list[float]
     warnings: list[str] = field(default_factory=list)
 
@@ -71,7 +73,9 @@ def _ci_reached(samples: list[float], target: float) -> bool:
 def measure(run: Callable[[], object], settings: MeasureSettings,
             after_warmup: Callable[[], object] | None = None) -> Timing:
     first_iter_ms = _timed(run)  # cold: lazy init, kernel selection, allocator growth
+    warmup_start = time.perf_counter()
     warmup_iterations, warnings = warm_up(run, settings)
+    warmup_ms = (time.perf_counter() - warmup_start) * 1000
     if after_warmup is not None:
         after_warmup()
 
@@ -101,7 +105,7 @@ def measure(run: Callable[[], object], settings: MeasureSettings,
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(first_iter_ms, warmup_iterations, samples, warnings)
+    return Timing(first_iter_ms, warmup_iterations, warmup_ms, samples, warnings)
 
 
 def pipelined_throughput(launch: Callable[[], object], run: Callable[[], object],

@@ -54,6 +54,8 @@ class Result:
     cosine: float | None = None
     top1_agreement: float | None = None
     top1_accuracy: float | None = None  # when the data folder has one subfolder per class
+    quick: bool = False  # measured with --quick
+    wall_s: float | None = None  # the case's wall time in the parent, start event to result
     warnings: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     finished_at: str = field(default_factory=now_iso)
@@ -82,7 +84,8 @@ class Result:
                    baseline_memory_mb=self.baseline_memory_mb,
                    max_abs_err=self.max_abs_err, cosine=self.cosine,
                    top1_agreement=self.top1_agreement, top1_accuracy=self.top1_accuracy,
-                   warnings="; ".join(self.warnings) or None)
+                   warnings="; ".join(self.warnings + (
+                       ["quick mode: exploratory precision"] if self.quick else [])) or None)
         if self.status == "ok" and self.samples_ms:
             s = summarize(self.samples_ms)
             batch = self.case.batch_size

@@ -36,6 +36,7 @@ KEYS = {
     "scope": "what is timed: compute (inputs already placed) or e2e (host in, host out)",
     "options": "backend options: {backend: {option: value}}",
     "gpus": "GPU indexes to spread CUDA cases over, one worker per GPU",
+    "quick": "exploring: +-5% target, 2 s cap per case, marked as quick",
     "out": "run directory",
     "timeout": "seconds per case",
     "baseline": "backend that speedups are relative to",
@@ -46,6 +47,10 @@ KEYS = {
     "min_iterations": "timed runs at least",
     "target_ci": "stop when the median's 95% CI is within this fraction",
 }
+
+
+QUICK_SETTINGS = {"target_ci": 0.05, "min_time_s": 0.2, "max_time_s": 2.0, "min_iterations": 5,
+                  "warmup_max_s": 1.0}
 
 
 class SpecError(ValueError):
@@ -73,6 +78,7 @@ class Spec:
     # With a GPU and no --precisions, CUDA cases also run fp16 (the CPU ones stay fp32 only).
     gpu_extra_precisions: tuple[str, ...] = ()
     gpus: tuple[int, ...] = ()  # physical GPU indexes to run CUDA cases on in parallel
+    quick: bool = False  # looser target, short caps: for exploring; marked in store and report
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take)."""
@@ -232,6 +238,11 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
     if "opset" in raw:
         values["opset"] = _number("opset", raw["opset"], int, 7, inclusive=True)
     measure = {}
+    if raw.get("quick") in (True, "true", "1"):
+        values["quick"] = True
+        measure.update(QUICK_SETTINGS)  # explicit measurement flags below still win
+    elif raw.get("quick") not in (None, False, "false", "0"):
+        raise SpecError(f"quick: {raw['quick']!r} is not true or false")
     if "min_time" in raw:
         measure["min_time_s"] = _number("min_time", raw["min_time"], float, 0, inclusive=True)
     if "max_time" in raw:

@@ -20,6 +20,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     case_id     TEXT PRIMARY KEY,
     status      TEXT NOT NULL,
+    quick       INTEGER NOT NULL DEFAULT 0,  -- measured with --quick: exploratory precision
     result      TEXT NOT NULL,  -- Result as JSON, raw samples included
     finished_at TEXT NOT NULL
 );
@@ -41,24 +42,24 @@ class Store:
         with self.db:  # BEGIN ... COMMIT: durable when this returns
             self.db.execute("BEGIN")
             self.db.execute(
-                "INSERT OR REPLACE INTO results (case_id, status, result, finished_at) "
-                "VALUES (?, ?, ?, ?)",
-                (result.case.case_id, result.status, result.to_json(), result.finished_at))
+                "INSERT OR REPLACE INTO results (case_id, status, quick, result, finished_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (result.case.case_id, result.status, int(result.quick), result.to_json(),
+                 result.finished_at))
 
     def results(self) -> list[Result]:
         rows = self.db.execute("SELECT result FROM results ORDER BY rowid").fetchall()
         return [Result.from_json(r[0]) for r in rows]
 
-    def statuses(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT case_id, status FROM results").fetchall())
-
-    def finished_ids(self, retry_failed: bool = False) -> set[str]:
-        """Cases that need no run: measured (ok), or failed and not to be retried.
-
+    def finished(self, retry_failed: bool = False, quick: bool = False) -> dict[str, str]:
+        """Cases that need no run, with their status: measured (ok), or failed and not to be
+        retried. A quick result does not satisfy a full run (it is re-measured properly).
         unsupported/unavailable rows are re-decided by every plan (an install may have fixed them).
         """
         keep = ("ok",) if retry_failed else ("ok",) + FAILED_STATUSES
-        return {cid for cid, status in self.statuses().items() if status in keep}
+        rows = self.db.execute("SELECT case_id, status, quick FROM results").fetchall()
+        return {cid: status for cid, status, was_quick in rows
+                if status in keep and (quick or not was_quick)}
 
     def delete_all(self) -> None:
         with self.db:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from infersweep import env as envmod
+from infersweep import history
 from infersweep.cases import Case, group_cases
 from infersweep.executor import LocalExecutor, WorkerJob, run_in_parallel
 from infersweep.peaks import peak_for
@@ -50,8 +51,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         (out_dir / "env.json").write_text(json.dumps(env, indent=1))
         (out_dir / "logs").mkdir(exist_ok=True)
 
-        plan = make_plan(spec, {cid: s for cid, s in store.statuses().items()
-                                if cid in store.finished_ids(retry_failed)}, gpu_present)
+        plan = make_plan(spec, store.finished(retry_failed, spec.quick), gpu_present)
         for p in plan:
             if p.action in (UNSUPPORTED, UNAVAILABLE):
                 store.put(Result(p.case, p.action, reason=p.reason))
@@ -80,12 +80,16 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         def on_result(result: Result) -> None:
             nonlocal ran
             with lock:
+                result.quick = spec.quick
                 store.put(result)  # durable before anything else happens
+                history.record(result)
                 ran += 1
                 write_reports(out_dir, store.results(), env, spec.baseline, peaks)
                 observer.case_finished(result)
 
-        groups = group_cases([p.case for p in plan if p.action == RUN])
+        proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
+                  if r.status == "ok"}
+        groups = order_groups(group_cases([p.case for p in plan if p.action == RUN]), proven)
         gpu_groups = [g for g in groups if g[0].device == "cuda"]
         cpu_groups = [g for g in groups if g[0].device != "cuda"]
         interrupted = False
@@ -110,6 +114,17 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         return SweepOutcome(rows, ran, interrupted)
     finally:
         store.close()
+
+
+def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case]]:
+    """New backend/device/precision combinations first, cheap groups first: a broken backend
+    fails in the first minutes, not after an hour of cases that were known to work."""
+    def key(group: list[Case]) -> tuple:
+        first = group[0]
+        seen = (first.backend, first.device, first.precision) in proven
+        return seen, min(c.image_size ** 2 * c.batch_size for c in group)
+
+    return sorted(groups, key=key)
 
 
 def rebuild_reports(out_dir: Path, baseline: str | None = None) -> list[dict]:

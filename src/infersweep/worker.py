@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 import traceback
+from dataclasses import asdict
 
 from infersweep import memory
 from infersweep.cases import Case
@@ -132,7 +133,8 @@ class GroupRunner:
                 case, "ok", setup_s=setup_s, first_iter_ms=timing.first_iter_ms,
                 warmup_iterations=timing.warmup_iterations, samples_ms=timing.samples_ms,
                 baseline_memory_mb=self.baseline_mb, gflops_per_image=self.gflops,
-                warnings=timing.warnings)
+                warnings=timing.warnings,
+                info={"warmup_ms": timing.warmup_ms, "settings": asdict(self.settings)})
             if case.device == "cuda" and case.scope == "compute":
                 median = statistics.median(timing.samples_ms)
                 result.pipelined_ips = pipelined_throughput(
