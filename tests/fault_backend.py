@@ -61,6 +61,9 @@ class FaultSession(Session):
             hog = []
             while True:
                 hog.append(bytearray(64 << 20))
+        if mode == "close-channel":  # the worker's result pipe, closed under its feet
+            os.close(int(sys.argv[sys.argv.index("--result-fd") + 1]))
+            self.mode = "ok"
         if mode == "garbage":
             sys.stdout.buffer.write(os.urandom(256) + b"\n{\"event\": \"result\"}\n")
             sys.stderr.buffer.write(os.urandom(256))
@@ -74,6 +77,7 @@ class FaultBackend(Backend):
         return FaultSession(self.name.split("-", 1)[1])
 
 
-MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child")
+MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child",
+         "close-channel")
 BACKENDS = [FaultBackend(name=f"fault-{m}", devices=("cpu",), precisions={"cpu": ("fp32",)},
                          needs_model=False) for m in MODES]

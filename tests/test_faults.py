@@ -18,6 +18,7 @@ EXPECTED = {
     "fault-oom": ("oom", "MemoryError"),
     "fault-garbage": ("ok", ""),
     "fault-child": ("ok", ""),
+    "fault-close-channel": ("crashed", "exited with code 1"),
 }
 
 
