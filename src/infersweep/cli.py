@@ -25,8 +25,8 @@ from infersweep.stats import summarize
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
                        "sizes; measure each case honestly; never lose a result.")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # long lines stay whole: easy to grep and paste
+err = Console(stderr=True, soft_wrap=True)
 
 SpecFile = Annotated[Optional[Path], typer.Argument(help="sweep.toml (flags override it)")]
 Model = Annotated[Optional[str], typer.Option("--model", help="torchvision model name [resnet18]")]
@@ -163,14 +163,16 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         quick: Quick = False,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
-            "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False):
+            "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
+        force: Annotated[bool, typer.Option(
+            "--force", help="run even when the memory estimate exceeds available memory")] = False):
     """Run a sweep; results are stored per case and resumed on the next run with the same --out."""
     from infersweep.store import RunDirBusy, exclusive_run
     from infersweep.sweep import run_sweep
 
     try:
         spec, gpu = _spec_from(spec_file, _flags(locals()))
-        check_inputs(spec)
+        check_inputs(spec, force)
         out_dir = prepare_out(spec.out or spec.default_out())
     except SpecError as exc:
         _fail(str(exc))

@@ -1,0 +1,29 @@
+"""Guards that refuse a doomed sweep before anything runs (exit 2), and their escape hatches."""
+
+import shutil
+
+import torch
+import torchvision
+from conftest import cli
+
+from infersweep.data import sample_photos
+
+
+def test_absurd_memory_estimate_is_refused(tmp_path):
+    proc = cli("run", "--sizes", "4096", "--batches", "4096", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "GiB is available" in proc.stderr and "--force" in proc.stderr
+    assert not (tmp_path / "run" / "results.sqlite").exists()
+    plan = cli("plan", "--sizes", "4096", "--batches", "4096", "--out", tmp_path / "run")
+    assert plan.returncode == 2
+
+
+def test_checkpoint_classes_must_match_a_labelled_folder(tmp_path):
+    for cls in ("a", "b", "c"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        shutil.copy(sample_photos()[0], tmp_path / "data" / cls / "x.png")
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "w.pth")
+    proc = cli("run", "--weights", tmp_path / "w.pth", "--data", tmp_path / "data",
+               "--sizes", "32", "--batches", "1", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "10 classes" in proc.stderr and "3 class folders" in proc.stderr
