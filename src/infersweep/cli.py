@@ -5,6 +5,7 @@ Bad input of any kind ends with one message on stderr and exit code 2, before an
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -187,6 +188,9 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
                 observer.close()
     except RunDirBusy as exc:
         _fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # e.g. the disk under --out filled up mid-sweep
+        _fail(f"cannot write results to {out_dir}: {exc}. Every case stored before this is "
+              "safe in results.sqlite; free space and run the same command to resume")
     counts: dict[str, int] = {}
     for row in outcome.rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
