@@ -338,9 +338,20 @@ def env():
     """Print the hardware and software this machine would measure with."""
     from infersweep.env import collect, describe
 
+    from infersweep.backends import registry
+
+    facts = collect()
     table = Table(show_header=False)
-    for label, value in describe(collect()):
+    for label, value in describe(facts):
         table.add_row(label, str(value))
+    for name, backend in registry().items():
+        devices = [d for d in backend.devices if d == "cpu" or facts["gpus"]]
+        usable = [d for d in devices if backend.available(d) is None]
+        reasons = {backend.available(d) for d in backend.devices if backend.available(d)}
+        state = f"available on {', '.join(usable)}" if usable else "not available"
+        if reasons:
+            state += f" ({'; '.join(sorted(reasons))})"
+        table.add_row(f"backend {name}", state)
     console.print(table)
 
 

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript",
-            "numpy", "nvidia-ml-py")
+            "openvino", "torch-tensorrt", "tensorrt", "numpy", "nvidia-ml-py")
 
 
 def _cpu_model() -> str:
@@ -20,6 +20,25 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# Instruction-set extensions that decide whether INT8 and bf16 pay off on a CPU.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [f for f in CPU_FLAGS if f in present]
+    except OSError:
+        pass
+    return []
+
+
+def has_int8_dot_product(env: dict) -> bool:
+    return any(f in env.get("cpu_flags", []) for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def _memory_gib() -> float | None:
@@ -82,6 +101,7 @@ def collect() -> dict:
     return {
         "host": socket.gethostname(),
         "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "cores_usable": usable_cores(),
         "cores_logical": os.cpu_count(),
         "memory_gib": _memory_gib(),
@@ -94,7 +114,9 @@ def collect() -> dict:
 
 def describe(env: dict) -> list[tuple[str, str]]:
     """(label, value) pairs for terminal and Markdown output."""
-    pairs = [("Host", env["host"]), ("CPU", f"{env['cpu']} ({env['cores_usable']} usable cores)"),
+    flags = ", ".join(env.get("cpu_flags", [])) or "none of " + ", ".join(CPU_FLAGS)
+    pairs = [("Host", env["host"]), ("CPU", f"{env['cpu']} ({env['cores_usable']} usable cores; "
+                                            f"{flags})"),
              ("Memory", f"{env['memory_gib']} GiB"), ("OS", env["os"]), ("Python", env["python"])]
     pairs += [(name, version) for name, version in env["packages"].items()]
     if env["gpus"]:

@@ -13,8 +13,9 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from infersweep.env import describe
+from infersweep.env import describe, has_int8_dot_product
 from infersweep.results import CSV_COLUMNS, Result
+from infersweep.summary import build_summary, markdown_lines
 
 SPEEDUP_KEY = ("model", "weights", "device", "precision", "image_size", "batch_size", "data",
                "scope")
@@ -88,6 +89,7 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str,
     counts = Counter(r["status"] for r in rows)
     lines = [f"# infersweep report: {title}", "",
              f"{len(rows)} cases: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), "",
+             *markdown_lines(build_summary(rows, env, baseline)),
              "## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {label} | {value} |" for label, value in describe(env)]
     memory_sources = sorted({r["memory_source"] for r in rows if r["memory_source"]})
@@ -129,6 +131,10 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str,
             f"| {_num(r['peak_memory_mb'], '.1f', ' MB')} | {_num(r['speedup'], '.2f', 'x')} "
             f"| {_num(r['gflops_per_image'], '.2f')} | {_num(r['utilization_pct'], '.1f', '%')} "
             f"| {_num(r['cosine'], '.5f')} | {_num(r['top1_agreement'], '.0%')} | {r['status']} |")
+    if any(r["precision"] == "int8" and r["device"] == "cpu" for r in rows) \
+            and not has_int8_dot_product(env):
+        lines += ["", "Note: this CPU has no VNNI/AMX int8 dot-product instructions; INT8 often "
+                      "brings no speedup on such CPUs."]
     problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
     if problems:
         lines += ["", "## Cases that did not run cleanly", "", "| case | status | reason |",
@@ -143,11 +149,17 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str,
 
 
 def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
-                  peaks: dict | None = None) -> list[dict]:
+                  peaks: dict | None = None, visuals: bool = False) -> list[dict]:
+    """visuals: also DIR/plots/ and report.html. They take seconds, so only when asked: at the
+    end of a sweep and on `infersweep report`, not after every case."""
     rows = rows_with_speedup(results, baseline)
     add_utilization(rows, peaks or {})
     _atomic_write(out_dir / "results.csv", csv_text(rows))
     _atomic_write(out_dir / "results.json", json_text(rows, results, env, baseline))
     _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name,
                                                        peaks or {}))
+    if visuals:
+        from infersweep.html_report import write_visuals  # matplotlib: imported only when used
+
+        write_visuals(out_dir, rows, results, env, baseline)
     return rows

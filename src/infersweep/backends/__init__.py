@@ -17,6 +17,7 @@ BUILTIN = (
     "infersweep.backends.torch_eager",
     "infersweep.backends.onnxruntime",
     "infersweep.backends.torch_compile",
+    "infersweep.backends.openvino",
 )
 
 

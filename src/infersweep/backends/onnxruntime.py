@@ -13,6 +13,8 @@ import numpy as np
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
 from infersweep.cases import Case
 from infersweep.export import ONNX_INPUT, ONNX_OUTPUT, onnx_export, onnx_precision_report
+from infersweep.quantize import RECIPE as QUANT_RECIPE
+from infersweep.quantize import int8_export, int8_weight_share
 
 DEFAULT_OPSET = 18
 NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}
@@ -114,8 +116,13 @@ class OnnxRuntime(Backend):
 
     def prepare(self, source, case: Case, cache) -> Session:
         opset = source.opset or DEFAULT_OPSET
-        path, _ = onnx_export(source, case.image_size, opset, cache, case.precision)
-        report = onnx_precision_report(path)
+        if case.precision == "int8":
+            path, _ = int8_export(source, case.image_size, opset, cache, case.data, source.seed)
+            report = {"int8_weight_share": round(int8_weight_share(path), 4),
+                      "recipe": QUANT_RECIPE}
+        else:
+            path, _ = onnx_export(source, case.image_size, opset, cache, case.precision)
+            report = onnx_precision_report(path)
         if case.precision == "fp16" and not report["is_fp16"]:
             raise PrecisionError(f"fp16 requested but {path} is not float16: {report}")
         info = {"onnx_file": str(path), "opset": opset, "onnx_precision": report}
@@ -130,7 +137,7 @@ class OnnxRuntime(Backend):
 
 BACKENDS = [OnnxRuntime(
     name="onnxruntime", devices=("cpu", "cuda"),
-    precisions={"cpu": ("fp32",), "cuda": ("fp32", "fp16")},
+    precisions={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
     packages=("onnxruntime", "onnx", "onnxscript"),
     install_hint="pip install onnxruntime onnx onnxscript (onnxruntime-gpu for CUDA)",
     option_defaults={"cudnn_conv_algo_search": "EXHAUSTIVE"},
