@@ -198,7 +198,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
     if outcome.interrupted:
         console.print(f"[yellow]interrupted[/]: {summary}; run the same command again to resume")
         raise typer.Exit(130)
-    console.print(f"{summary}. Wrote {out_dir}/results.csv, results.json, report.md")
+    console.print(f"{summary}. Wrote {out_dir}/results.csv, results.json, report.md, report.html, plots/")
 
 
 @app.command()
@@ -270,7 +270,7 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
     if not (out_dir / "results.sqlite").is_file():
         _fail(f"{out_dir} holds no results.sqlite (is it a run directory?)")
     rows = rebuild_reports(out_dir, baseline)
-    console.print(f"{len(rows)} cases. Wrote {out_dir}/results.csv, results.json, report.md")
+    console.print(f"{len(rows)} cases. Wrote {out_dir}/results.csv, results.json, report.md, report.html, plots/")
 
 
 @app.command()

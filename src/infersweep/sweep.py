@@ -110,7 +110,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
             if current is not None:  # run_in_parallel stops its own executors
                 current.stop()
             interrupted = True
-        rows = write_reports(out_dir, store.results(), env, spec.baseline, peaks)
+        rows = write_reports(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
         return SweepOutcome(rows, ran, interrupted)
     finally:
         store.close()
@@ -134,6 +134,6 @@ def rebuild_reports(out_dir: Path, baseline: str | None = None) -> list[dict]:
         env = store.get_meta("env") or envmod.collect()
         return write_reports(out_dir, store.results(), env,
                              baseline or spec.get("baseline") or "torch",
-                             store.get_meta("peaks", {}))
+                             store.get_meta("peaks", {}), visuals=True)
     finally:
         store.close()

@@ -1,0 +1,214 @@
+"""report.html: one self-contained file (plots as base64 PNG, inline CSS and JS, no network) with
+the summary, a sortable and filterable results table, the plots and the failures.
+
+Self-contained because the file gets mailed, attached to tickets and opened on machines without
+network access: it must look the same there as here.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from html import escape
+from pathlib import Path
+
+from infersweep.plots import Plot, write_plots
+from infersweep.results import Result
+from infersweep.summary import ENOUGH, RISING, Series, Summary, build_summary
+
+# (row key, header, number format or None for text)
+TABLE_COLUMNS = [
+    ("backend", "backend", None), ("options", "options", None), ("device", "device", None),
+    ("precision", "precision", None), ("image_size", "size (px)", "d"),
+    ("batch_size", "batch", "d"), ("data", "data", None), ("status", "status", None),
+    ("latency_ms_median", "latency median (ms)", ".3f"), ("latency_ms_std", "std (ms)", ".3f"),
+    ("latency_ms_p99", "p99 (ms)", ".3f"), ("per_image_ms", "per image (ms)", ".3f"),
+    ("throughput_ips", "throughput (img/s)", ".1f"),
+    ("throughput_pipelined_ips", "pipelined (img/s)", ".1f"),
+    ("peak_memory_mb", "memory (MB)", ".1f"), ("speedup", "speedup (x)", ".2f"),
+    ("gflops_per_image", "GFLOPs/img", ".2f"), ("utilization_pct", "utilization (%)", ".1f"),
+    ("cosine", "cosine vs fp32", ".5f"), ("top1_agreement", "top-1 agreement", ".3f"),
+]
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+#results th { cursor: pointer; background: #f4f4f4; user-select: none; white-space: nowrap; }
+#results th[aria-sort=ascending]::after { content: " \\25B2"; }
+#results th[aria-sort=descending]::after { content: " \\25BC"; }
+tr.bad td { background: #fff3f0; }
+.summary p { margin: .3em 0; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 1em; }
+dt { font-weight: 600; } dd { margin: 0; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+div.reason { white-space: pre-wrap; font-family: monospace; font-size: 12px; max-width: 80ch; }
+#filter { width: 30em; padding: 3px; }
+div.wide { overflow-x: auto; } #results { font-size: 13px; }
+"""
+
+# Sorting keeps empty cells last in both directions: "not measured" is never the best or worst.
+JS = """
+(function () {
+  var table = document.getElementById("results");
+  var body = table.tBodies[0];
+  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  var filter = document.getElementById("filter");
+  var shown = document.getElementById("shown");
+  function key(row, col) {
+    var cell = row.cells[col];
+    return cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent;
+  }
+  heads.forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var ascending = th.getAttribute("aria-sort") !== "ascending";
+      heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      var numeric = th.getAttribute("data-type") === "num";
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a, col), y = key(b, col);
+        if (x === "" || y === "") { return (x === "") - (y === ""); }
+        var order = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+        return ascending ? order : -order;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  function applyFilter() {
+    var terms = filter.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var count = 0;
+    Array.prototype.forEach.call(body.rows, function (row) {
+      var text = row.textContent.toLowerCase();
+      row.hidden = !terms.every(function (t) { return text.indexOf(t) >= 0; });
+      if (!row.hidden) { count++; }
+    });
+    shown.textContent = count + " of " + body.rows.length + " cases shown";
+  }
+  filter.addEventListener("input", applyFilter);
+  applyFilter();
+})();
+"""
+
+
+def _fmt(value, fmt: str | None) -> str:
+    if value is None or value == "":
+        return ""
+    return f"{value:{fmt}}" if fmt else str(value)
+
+
+def _table(headers: list[str], rows: list[list[str]], attrs: str = "") -> str:
+    """A table of already escaped cells."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def summary_html(summary: Summary) -> str:
+    parts = ['<section class="summary"><h2>Summary</h2><dl>']
+    parts += [f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in summary.environment]
+    parts.append("</dl>")
+    parts += [f"<p>{escape(s)}</p>" for s in summary.sentences]
+    if summary.fastest:
+        parts.append("<h3>Fastest configuration</h3><p>Per device, precision and image size: "
+                     "images/s at different sizes are different work.</p>")
+        parts.append(_table(
+            ["device", "precision", "size", "data", "backend", "batch", "throughput",
+             "latency (batch)", "speedup"],
+            [[escape(f.device), escape(f.precision), f"{f.image_size} px", escape(f.data),
+              escape(f.runtime), str(f.batch_size), f"{f.throughput_ips:.1f} img/s",
+              f"{f.latency_ms:.2f} ms",
+              f"{f.speedup:.2f}x vs {escape(f.baseline)}" if f.speedup is not None else ""]
+             for f in summary.fastest]))
+        parts.append(f"<h3>Optimal batch size</h3><p>The smallest batch reaching {ENOUGH:.0%} of "
+                     f"the best throughput seen; &ldquo;not saturated&rdquo; when the largest "
+                     f"batch still gained more than {RISING:.0%} over the one before.</p>")
+        parts.append(_table(
+            ["configuration", "size", "batches", "optimal batch", "best throughput",
+             "saturation"],
+            [[escape(c.series.label(summary.varying)), f"{c.image_size} px",
+              ", ".join(map(str, c.batches)), str(c.optimal_batch), f"{c.best_ips:.1f} img/s",
+              escape(c.verdict)] for c in summary.curves]))
+    else:
+        parts.append("<p>No case ran successfully.</p>")
+    return "".join(parts) + "</section>"
+
+
+def results_html(rows: list[dict]) -> str:
+    # Columns nobody measured (pipelined on a CPU-only run, options never set) only add width.
+    columns = [c for c in TABLE_COLUMNS if any(r[c[0]] not in (None, "") for r in rows)]
+    head = "".join(f'<th data-type="{"num" if fmt else "text"}">{escape(h)}</th>'
+                   for _, h, fmt in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = r[key]
+            if fmt:  # the raw number sorts; the formatted one is shown
+                raw = "" if value is None else repr(float(value))
+                cells.append(f'<td class="num" data-sort="{raw}">{_fmt(value, fmt)}</td>')
+            else:
+                cells.append(f"<td>{escape(_fmt(value, None))}</td>")
+        bad = ' class="bad"' if r["status"] != "ok" else ""
+        body.append(f'<tr{bad} data-case="{escape(r["case_id"])}">{"".join(cells)}</tr>')
+    return ('<section><h2>Results</h2><p><label>Filter: <input id="filter" type="search" '
+            'placeholder="e.g. onnxruntime fp32 224"></label> <span id="shown"></span> '
+            '&middot; click a column header to sort</p>'
+            f'<div class="wide"><table id="results"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div></section>')
+
+
+def plots_html(plots: list[Plot]) -> str:
+    if not plots:
+        return "<section><h2>Plots</h2><p>Nothing to plot: no case ran successfully.</p></section>"
+    figures = []
+    for p in plots:
+        data = base64.b64encode(p.png.read_bytes()).decode("ascii")
+        figures.append(f'<figure id="plot-{escape(p.name)}"><img alt="{escape(p.title)}" '
+                       f'src="data:image/png;base64,{data}"><figcaption>{escape(p.title)} '
+                       f'(also plots/{escape(p.svg.name)})</figcaption></figure>')
+    return "<section><h2>Plots</h2>" + "".join(figures) + "</section>"
+
+
+def failures_html(rows: list[dict]) -> str:
+    problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
+    if not problems:
+        return "<section><h2>Failures</h2><p>Every case ran cleanly.</p></section>"
+    return "<section><h2>Failures and warnings</h2>" + _table(
+        ["case", "status", "reason"],
+        [[escape(f"{Series.of(r).label()} {r['image_size']} px batch {r['batch_size']} "
+                 f"{r['data']}"), escape(r["status"]),
+          '<div class="reason">' + escape(r["reason"] or f"warning: {r['warnings']}") + "</div>"]
+         for r in problems],
+        attrs=' id="failures"') + "</section>"
+
+
+def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot]) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>infersweep report: {escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>infersweep report: {escape(title)}</h1>"
+            f"<p>{len(rows)} cases: {escape(status_line)}. Speedup is relative to "
+            f"<b>{escape(baseline)}</b> at the same device, precision, image size, batch and "
+            f"data.</p>"
+            + summary_html(build_summary(rows, env, baseline)) + results_html(rows)
+            + plots_html(plots) + failures_html(rows)
+            + f"<script>{JS}</script></body></html>\n")
+
+
+def write_visuals(out_dir: Path, rows: list[dict], results: list[Result], env: dict,
+                  baseline: str) -> list[Plot]:
+    """DIR/plots/*.png|svg and DIR/report.html (written atomically, like the other reports)."""
+    plots = write_plots(out_dir, rows, results, baseline)
+    path = out_dir / "report.html"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(html_text(rows, env, baseline, out_dir.name, plots), encoding="utf-8")
+    os.replace(tmp, path)
+    return plots

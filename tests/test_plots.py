@@ -1,0 +1,92 @@
+"""Plots with real matplotlib into real files: which are drawn, and which are skipped for lack of
+data (only failures, one batch size, one image size)."""
+
+import random
+
+from infersweep.cases import Case
+from infersweep.plots import write_plots
+from infersweep.report import rows_with_speedup, write_reports
+from infersweep.results import Result
+
+ENV = {"host": "h", "cpu": "c", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,
+       "os": "linux", "python": "3", "packages": {}, "gpus": []}
+
+
+def _case(backend, size, batch, precision="fp32", device="cpu"):
+    return Case("resnet18", "random(seed=0)", backend, device, precision, size, batch, "synthetic")
+
+
+def _ok(backend, size, batch, median, precision="fp32", device="cpu"):
+    rng = random.Random(f"{backend}{size}{batch}")  # a string seed: the same every run
+    samples = [median * (1 + abs(rng.gauss(0, 0.02))) for _ in range(30)]
+    return Result(_case(backend, size, batch, precision, device), "ok", samples_ms=samples)
+
+
+def _sweep(sizes=(224, 384), batches=(1, 8, 32)):
+    results = []
+    for backend, factor in (("torch", 1.0), ("onnxruntime", 0.6)):
+        for size in sizes:
+            for batch in batches:
+                results.append(_ok(backend, size, batch, factor * (4 + 2 * batch) * size / 224))
+    results.append(_ok("torch", 224, 8, 9.0, precision="fp16", device="cuda"))
+    results.append(Result(_case("onnxruntime", 224, 64), "oom", reason="MemoryError"))
+    return results
+
+
+def _plots(tmp_path, results):
+    rows = rows_with_speedup(results, "torch")
+    return {p.name: p for p in write_plots(tmp_path, rows, results, "torch")}
+
+
+def test_full_sweep_draws_every_plot_as_png_and_svg(tmp_path):
+    plots = _plots(tmp_path, _sweep())
+    assert set(plots) == {"throughput_vs_batch", "throughput_vs_size", "speedup_vs_batch",
+                          "speedup_vs_size", "latency_224px", "latency_384px"}
+    for p in plots.values():
+        assert p.png.parent == tmp_path / "plots"
+        assert p.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.png.stat().st_size > 5000
+        svg = p.svg.read_text()
+        assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    assert not list((tmp_path / "plots").glob(".*"))  # no temporary files left
+
+
+def test_plot_text_names_axes_units_and_series(tmp_path):
+    svg = _plots(tmp_path, _sweep())["throughput_vs_batch"].svg.read_text()
+    # matplotlib draws text as glyph paths, each string preceded by a comment holding it.
+    for needle in ("throughput (images/s)", "batch size (images)", "onnxruntime fp32 cpu",
+                   "torch fp16 cuda", "optimal batch (95% of best)", "224 px", "384 px"):
+        assert f"<!-- {needle} -->" in svg, needle
+
+
+def test_only_failed_cases_draw_nothing(tmp_path):
+    results = [Result(_case("torch", 224, 8), "crashed", reason="SIGSEGV"),
+               Result(_case("onnxruntime", 224, 8), "unavailable", reason="not installed")]
+    assert _plots(tmp_path, results) == {}
+    assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_one_batch_size_skips_the_batch_plots(tmp_path):
+    plots = _plots(tmp_path, _sweep(batches=(8,)))
+    assert set(plots) == {"throughput_vs_size", "speedup_vs_size", "latency_224px",
+                          "latency_384px"}
+
+
+def test_one_image_size_skips_the_size_plots(tmp_path):
+    plots = _plots(tmp_path, _sweep(sizes=(224,)))
+    assert set(plots) == {"throughput_vs_batch", "speedup_vs_batch", "latency_224px"}
+
+
+def test_no_baseline_skips_speedup_plots_and_stale_plots_are_removed(tmp_path):
+    _plots(tmp_path, _sweep())
+    only_ort = [r for r in _sweep(sizes=(224,)) if r.case.backend == "onnxruntime"]
+    plots = _plots(tmp_path, only_ort)
+    assert set(plots) == {"throughput_vs_batch", "latency_224px"}
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "latency_224px.png", "latency_224px.svg", "throughput_vs_batch.png",
+        "throughput_vs_batch.svg"]
+
+
+def test_write_reports_with_visuals(tmp_path):
+    write_reports(tmp_path, _sweep(), ENV, "torch", visuals=True)
+    assert (tmp_path / "plots" / "throughput_vs_batch.svg").stat().st_size > 0
+    assert (tmp_path / "report.html").stat().st_size > 0
