@@ -30,34 +30,34 @@ console = Console(soft_wrap=True)  # long lines stay whole: easy to grep and pas
 err = Console(stderr=True, soft_wrap=True)
 
 SpecFile = Annotated[Optional[Path], typer.Argument(help="sweep.toml (flags override it)")]
-Model = Annotated[Optional[str], typer.Option("--model", help="torchvision model name [resnet18]")]
+Model = Annotated[Optional[str], typer.Option("--model", help="torchvision model name (default: resnet18)")]
 Weights = Annotated[Optional[str], typer.Option(
-    "--weights", help="local state_dict; may contain {size} [random init, fixed seed]")]
+    "--weights", help="local state_dict; may contain {size} (default: random init, fixed seed)")]
 Backends = Annotated[Optional[str], typer.Option(
-    "--backends", help="comma list [torch,onnxruntime]")]
-Devices = Annotated[Optional[str], typer.Option("--devices", help="cpu,cuda [cpu, +cuda if present]")]
-Precisions = Annotated[Optional[str], typer.Option("--precisions", help="fp32,fp16,... [fp32]")]
-Sizes = Annotated[Optional[str], typer.Option("--sizes", help="image sizes in px [224]")]
-Batches = Annotated[Optional[str], typer.Option("--batches", help="batch sizes [1,8,32]")]
-Data = Annotated[Optional[str], typer.Option("--data", help="synthetic or an image folder [synthetic]")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="run directory [runs/<model>-<hash>]")]
-Timeout = Annotated[Optional[float], typer.Option("--timeout", help="seconds per case [600]")]
-Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline [torch]")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="seed for weights and data [0]")]
-MinTime = Annotated[Optional[float], typer.Option("--min-time", help="timed seconds at least [1]")]
-MaxTime = Annotated[Optional[float], typer.Option("--max-time", help="timed seconds at most [10]")]
-MinIter = Annotated[Optional[int], typer.Option("--min-iterations", help="timed runs at least [10]")]
+    "--backends", help="comma list (default: torch,onnxruntime)")]
+Devices = Annotated[Optional[str], typer.Option("--devices", help="cpu,cuda (default: cpu, +cuda if present)")]
+Precisions = Annotated[Optional[str], typer.Option("--precisions", help="fp32,fp16,... (default: fp32)")]
+Sizes = Annotated[Optional[str], typer.Option("--sizes", help="image sizes in px (default: 224)")]
+Batches = Annotated[Optional[str], typer.Option("--batches", help="batch sizes (default: 1,8,32)")]
+Data = Annotated[Optional[str], typer.Option("--data", help="synthetic, samples (bundled photos) or an image folder (default: synthetic)")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="run directory (default: runs/<model>-<hash>)")]
+Timeout = Annotated[Optional[float], typer.Option("--timeout", help="seconds per case (default: 600)")]
+Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="seed for weights and data (default: 0)")]
+MinTime = Annotated[Optional[float], typer.Option("--min-time", help="timed seconds at least (default: 1)")]
+MaxTime = Annotated[Optional[float], typer.Option("--max-time", help="timed seconds at most (default: 10)")]
+MinIter = Annotated[Optional[int], typer.Option("--min-iterations", help="timed runs at least (default: 10)")]
 TargetCi = Annotated[Optional[float], typer.Option(
-    "--target-ci", help="stop at this relative 95%% CI half-width of the median [0.01]")]
+    "--target-ci", help="stop at this relative 95% CI half-width of the median (default: 0.01)")]
 Scope = Annotated[Optional[str], typer.Option(
-    "--scope", help="compute (inputs already placed) or e2e (host in, host out) [compute]")]
+    "--scope", help="compute (inputs already placed) or e2e (host in, host out) (default: compute)")]
 Option = Annotated[Optional[list[str]], typer.Option(
     "--option", help="backend option BACKEND.KEY=VALUE, repeatable (e.g. torch-compile.mode="
                      "max-autotune)")]
 ChannelsLast = Annotated[bool, typer.Option(
     "--channels-last", help="channels_last memory format for torch and torch-compile")]
 Quick = Annotated[bool, typer.Option(
-    "--quick", help="explore: +-5%% target, 2 s cap per case; results marked quick")]
+    "--quick", help="explore: +-5% target, 2 s cap per case; results marked quick")]
 Gpus = Annotated[Optional[str], typer.Option(
     "--gpus", help="GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU")]
 CompileMode = Annotated[Optional[str], typer.Option(
