@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torchvision
 from conftest import FAST, cli
 

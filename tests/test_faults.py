@@ -1,7 +1,6 @@
 """Failure classes, driven by misbehaving backends inside real worker processes."""
 
 import csv
-import os
 import sqlite3
 import subprocess
 

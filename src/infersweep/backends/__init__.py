@@ -18,6 +18,8 @@ BUILTIN = (
     "infersweep.backends.onnxruntime",
     "infersweep.backends.torch_compile",
     "infersweep.backends.openvino",
+    "infersweep.backends.torch_tensorrt",
+    "infersweep.backends.onnxruntime_trt",
 )
 
 
