@@ -21,6 +21,9 @@ import numpy as np
 from infersweep.backends.base import Backend, Session
 
 FAULT_BATCH = 2
+# A healthy run sleeps this long; INFERSWEEP_FAULT_SLOWDOWN=1.3 makes a deliberately slower build.
+BASE_SLEEP_S = float(os.environ.get("INFERSWEEP_FAULT_SLEEP_MS", "1")) / 1000
+SLOWDOWN = float(os.environ.get("INFERSWEEP_FAULT_SLOWDOWN", "1"))
 ORPHAN_SLEEP = "314159"  # a recognisable argument for the child left running by fault-child
 
 
@@ -67,7 +70,7 @@ class FaultSession(Session):
         if mode == "garbage":
             sys.stdout.buffer.write(os.urandom(256) + b"\n{\"event\": \"result\"}\n")
             sys.stderr.buffer.write(os.urandom(256))
-        time.sleep(0.001)
+        time.sleep(BASE_SLEEP_S * SLOWDOWN)
         return float(placed.sum())
 
 

@@ -17,6 +17,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 from rich.table import Table
 
 from infersweep.cases import Case
+from infersweep.filters import HELP as FILTER_HELP
+from infersweep.filters import FilterError, parse_filter
 from infersweep.plan import DONE, RUN, PlannedCase, make_plan
 from infersweep.results import Result
 from infersweep.spec import (SpecError, build_spec, check_inputs, load_toml, parse_option_flags,
@@ -58,6 +60,7 @@ ChannelsLast = Annotated[bool, typer.Option(
     "--channels-last", help="channels_last memory format for torch and torch-compile")]
 Quick = Annotated[bool, typer.Option(
     "--quick", help="explore: +-5% target, 2 s cap per case; results marked quick")]
+Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
 Gpus = Annotated[Optional[str], typer.Option(
     "--gpus", help="GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU")]
 CompileMode = Annotated[Optional[str], typer.Option(
@@ -107,6 +110,30 @@ def _flags(values: dict) -> dict:
     return flags
 
 
+def _only(text: str | None):
+    """The --only filter, or None; a bad filter is a SpecError (exit 2)."""
+    from infersweep.backends import registry
+
+    if not text:
+        return None
+    try:
+        return parse_filter(text, backends=registry())
+    except FilterError as exc:
+        raise SpecError(f"--only: {exc}") from None
+
+
+def _load_results(run_dir: Path) -> list:
+    from infersweep.store import Store
+
+    if not (run_dir / "results.sqlite").is_file():
+        _fail(f"{run_dir} holds no results.sqlite (is it a run directory?)")
+    store = Store(run_dir / "results.sqlite")
+    try:
+        return store.results()
+    finally:
+        store.close()
+
+
 class TerminalObserver:
     """A live progress bar with the current case and ETA, and one line per finished case."""
 
@@ -120,6 +147,8 @@ class TerminalObserver:
         to_run = sum(p.action == RUN for p in plan)
         done = sum(p.action == DONE for p in plan)
         skipped = len(plan) - to_run - done
+        if not plan:
+            console.print("no case of this sweep matches the --only filter: nothing to do")
         console.print(f"{len(plan)} cases: {to_run} to run, {done} already done, "
                       f"{skipped} unsupported/unavailable")
         for p in plan:
@@ -161,7 +190,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
         target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
         channels_last: ChannelsLast = False, compile_mode: CompileMode = None, gpus: Gpus = None,
-        quick: Quick = False,
+        quick: Quick = False, only: Only = None,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
@@ -173,6 +202,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
 
     try:
         spec, gpu = _spec_from(spec_file, _flags(locals()))
+        only_filter = _only(only)
         check_inputs(spec, force)
         out_dir = prepare_out(spec.out or spec.default_out())
     except SpecError as exc:
@@ -183,7 +213,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         with exclusive_run(out_dir):
             try:
                 outcome = run_sweep(spec, out_dir, observer, fresh=fresh,
-                                    retry_failed=retry_failed, gpu_present=gpu)
+                                    retry_failed=retry_failed, gpu_present=gpu, only=only_filter)
             finally:
                 observer.close()
     except RunDirBusy as exc:
@@ -209,7 +239,7 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
          min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
          target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
          channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
-         gpus: Gpus = None, quick: Quick = False,
+         gpus: Gpus = None, quick: Quick = False, only: Only = None,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
     """Print the expanded cases and what will happen to each, without running anything."""
@@ -222,16 +252,21 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
         return
     try:
         spec, gpu = _spec_from(spec_file, _flags(locals()))
+        only_filter = _only(only)
         check_inputs(spec)
     except SpecError as exc:
         _fail(str(exc))
     out_dir = spec.out or spec.default_out()
     finished: dict[str, str] = {}
+    stored: dict[str, str] = {}
     if (out_dir / "results.sqlite").exists():
         store = Store(out_dir / "results.sqlite")
-        finished = store.finished(quick=spec.quick)
+        finished, stored = store.finished(quick=spec.quick), store.statuses()
         store.close()
-    planned = make_plan(spec, finished, gpu)
+    planned = make_plan(spec, finished, gpu, only_filter, stored)
+    if not planned:
+        console.print(f"no case of this sweep matches --only {only!r}")
+        return
     table = Table(title=f"plan for {out_dir}")
     for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
                 "reason"):
@@ -263,13 +298,19 @@ def estimate_line(cases: list[Case], quick: bool) -> str:
 
 @app.command()
 def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
-           baseline: Baseline = None):
-    """Regenerate results.csv, results.json and report.md from DIR/results.sqlite."""
+           baseline: Baseline = None, only: Only = None):
+    """Regenerate every output file of DIR from DIR/results.sqlite (--only: matching rows)."""
     from infersweep.sweep import rebuild_reports
 
     if not (out_dir / "results.sqlite").is_file():
         _fail(f"{out_dir} holds no results.sqlite (is it a run directory?)")
-    rows = rebuild_reports(out_dir, baseline)
+    try:
+        only_filter = _only(only)
+    except SpecError as exc:
+        _fail(str(exc))
+    rows = rebuild_reports(out_dir, baseline, only_filter)
+    if only and not rows:
+        console.print(f"no case in {out_dir} matches --only {only!r}")
     console.print(f"{len(rows)} cases. Wrote {out_dir}/results.csv, results.json, report.md, report.html, plots/")
 
 
@@ -299,6 +340,57 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
             table.add_row(device, precision, f"{found['tflops']:g}" if found else "unknown",
                           found["source"] if found else "measurement failed")
     console.print(table)
+
+
+@app.command()
+def compare(
+        run_a: Annotated[Path, typer.Argument(help="run directory A")],
+        run_b: Annotated[Optional[Path], typer.Argument(help="run directory B (default: A)")] = None,
+        a: Annotated[Optional[str], typer.Option("--a", help="group A of a run, e.g. backend=torch")] = None,
+        b: Annotated[Optional[str], typer.Option("--b", help="group B, e.g. backend=onnxruntime")] = None,
+        only: Only = None,
+        output: Annotated[str, typer.Option("--format", help="md or json")] = "md",
+        fail_if_slower: Annotated[Optional[str], typer.Option(
+            "--fail-if-slower", help="exit 1 if B is significantly slower than A by more than "
+                                     "this, e.g. 5%")] = None,
+        margin: Annotated[str, typer.Option(
+            "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%"):
+    """Compare two runs (or two groups of one run) case by case: B/A median latency with a
+    bootstrap 95% CI and a verdict: faster, slower, or no significant difference."""
+    from infersweep.compare import (CompareError, parse_fraction, regressions, to_json,
+                                    to_markdown)
+    from infersweep.compare import compare as compare_results
+
+    if output not in ("md", "json"):
+        _fail(f"unknown --format {output!r}; allowed: md, json")
+    if (a is None) != (b is None):
+        _fail("give both --a and --b, or neither")
+    if run_b is None and a is None:
+        _fail("compare needs a second run directory, or --a and --b")
+    try:
+        filter_a, filter_b, filter_only = parse_filter(a), parse_filter(b), parse_filter(only)
+        threshold = parse_fraction(fail_if_slower) if fail_if_slower else None
+        noise_margin = parse_fraction(margin)
+    except (FilterError, ValueError) as exc:
+        _fail(str(exc))
+    results_a = _load_results(run_a)
+    results_b = results_a if run_b is None else _load_results(run_b)  # same list: one run
+    name_a = f"{run_a}" + (f" ({filter_a})" if a else "")
+    name_b = f"{run_b or run_a}" + (f" ({filter_b})" if b else "")
+    try:
+        result = compare_results(results_a, results_b, a_filter=filter_a, b_filter=filter_b,
+                                 only=filter_only, a_name=name_a, b_name=name_b,
+                                 margin=noise_margin)
+    except CompareError as exc:
+        _fail(str(exc))
+    text = to_markdown(result) if output == "md" else to_json(result)
+    console.print(text, markup=False, highlight=False)
+    if threshold is not None:
+        slower = regressions(result, threshold)
+        if slower:
+            err.print(f"{len(slower)} case(s) slower than A by more than {threshold:.0%} "
+                      "(95% CI above the threshold)", highlight=False)
+            raise typer.Exit(1)
 
 
 cache_app = typer.Typer(help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from infersweep.backends import registry
 from infersweep.cases import Case, expand
+from infersweep.filters import Filter
 from infersweep.spec import Spec
 
 RUN, DONE, UNSUPPORTED, UNAVAILABLE = "run", "done", "unsupported", "unavailable"
@@ -31,10 +32,14 @@ def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
     return RUN, ""
 
 
-def make_plan(spec: Spec, finished: dict[str, str], gpu_present: bool) -> list[PlannedCase]:
-    """``finished`` maps case ids that need no run to their stored status."""
+def make_plan(spec: Spec, finished: dict[str, str], gpu_present: bool, only: Filter | None = None,
+              stored: dict[str, str] | None = None) -> list[PlannedCase]:
+    """``finished`` maps case ids that need no run to their stored status; ``only`` keeps the
+    cases that match it (``stored``: every stored status, for filters on status)."""
     planned = []
     for case in expand(spec):
+        if only is not None and not only.matches(case, (stored or {}).get(case.case_id)):
+            continue
         action, reason = decide(case, gpu_present)
         if action == RUN and case.case_id in finished:
             action, reason = DONE, f"already {finished[case.case_id]} in the run directory"

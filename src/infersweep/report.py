@@ -149,10 +149,13 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str,
 
 
 def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
-                  peaks: dict | None = None, visuals: bool = False) -> list[dict]:
+                  peaks: dict | None = None, visuals: bool = False,
+                  only=None) -> list[dict]:
     """visuals: also DIR/plots/ and report.html. They take seconds, so only when asked: at the
-    end of a sweep and on `infersweep report`, not after every case."""
+    end of a sweep and on `infersweep report`, not after every case. only: a Filter of rows."""
     rows = rows_with_speedup(results, baseline)
+    if only is not None:  # after the speedups: filtering first would drop the baseline rows
+        rows = [r for r in rows if only.matches(r)]
     add_utilization(rows, peaks or {})
     _atomic_write(out_dir / "results.csv", csv_text(rows))
     _atomic_write(out_dir / "results.json", json_text(rows, results, env, baseline))

@@ -51,6 +51,9 @@ class Store:
         rows = self.db.execute("SELECT result FROM results ORDER BY rowid").fetchall()
         return [Result.from_json(r[0]) for r in rows]
 
+    def statuses(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT case_id, status FROM results").fetchall())
+
     def finished(self, retry_failed: bool = False, quick: bool = False) -> dict[str, str]:
         """Cases that need no run, with their status: measured (ok), or failed and not to be
         retried. A quick result does not satisfy a full run (it is re-measured properly).

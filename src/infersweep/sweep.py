@@ -11,6 +11,7 @@ from typing import Protocol
 from infersweep import env as envmod
 from infersweep import history
 from infersweep.cases import Case, group_cases
+from infersweep.filters import Filter
 from infersweep.executor import LocalExecutor, WorkerJob, run_in_parallel
 from infersweep.peaks import peak_for
 from infersweep.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
@@ -40,7 +41,8 @@ def _spec_json(spec: Spec) -> dict:
 
 
 def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = False,
-              retry_failed: bool = False, gpu_present: bool = False) -> SweepOutcome:
+              retry_failed: bool = False, gpu_present: bool = False,
+              only: Filter | None = None) -> SweepOutcome:
     store = Store(out_dir / "results.sqlite")
     try:
         if fresh:
@@ -51,7 +53,8 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         (out_dir / "env.json").write_text(json.dumps(env, indent=1))
         (out_dir / "logs").mkdir(exist_ok=True)
 
-        plan = make_plan(spec, store.finished(retry_failed, spec.quick), gpu_present)
+        plan = make_plan(spec, store.finished(retry_failed, spec.quick), gpu_present, only,
+                         store.statuses())
         for p in plan:
             if p.action in (UNSUPPORTED, UNAVAILABLE):
                 store.put(Result(p.case, p.action, reason=p.reason))
@@ -127,13 +130,14 @@ def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case
     return sorted(groups, key=key)
 
 
-def rebuild_reports(out_dir: Path, baseline: str | None = None) -> list[dict]:
+def rebuild_reports(out_dir: Path, baseline: str | None = None,
+                    only: Filter | None = None) -> list[dict]:
     store = Store(out_dir / "results.sqlite")
     try:
         spec = store.get_meta("spec", {})
         env = store.get_meta("env") or envmod.collect()
         return write_reports(out_dir, store.results(), env,
                              baseline or spec.get("baseline") or "torch",
-                             store.get_meta("peaks", {}), visuals=True)
+                             store.get_meta("peaks", {}), visuals=True, only=only)
     finally:
         store.close()
