@@ -37,6 +37,7 @@ class WorkerJob:
     timeout_s: float
     log_dir: Path
     gpu: int | None = None  # physical GPU index for CUDA_VISIBLE_DEVICES; None = leave as is
+    cpu_threads: int | None = None  # cap on the worker's CPU threads (parallel GPU workers)
 
 
 def _cgroup_oom_kills() -> int | None:
@@ -124,6 +125,8 @@ class LocalExecutor:
         env.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
         if self.job.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(self.job.gpu)
+        if self.job.cpu_threads:
+            env["OMP_NUM_THREADS"] = str(self.job.cpu_threads)
         return env
 
     def run_group(self, cases: list[Case], on_start: Callable[[Case], None],

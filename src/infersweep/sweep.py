@@ -68,10 +68,16 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         observer.planned(plan)
         write_reports(out_dir, store.results(), env, spec.baseline, peaks)
 
+        # Parallel GPU workers share the host: each gets its share of the cores, so one worker's
+        # CPU work (the fp32 reference, preprocessing) cannot stall another's kernel launches.
+        gpu_threads = max(1, envmod.usable_cores() // len(spec.gpus)) if len(spec.gpus) > 1 \
+            else None
+
         def executor(gpu: int | None = None) -> LocalExecutor:
             return LocalExecutor(WorkerJob(
                 settings=asdict(spec.measure), seed=spec.seed, opset=spec.opset, cache_dir=None,
-                timeout_s=spec.timeout_s, log_dir=out_dir / "logs", gpu=gpu))
+                timeout_s=spec.timeout_s, log_dir=out_dir / "logs", gpu=gpu,
+                cpu_threads=gpu_threads if gpu is not None else None))
 
         ran = 0
         lock = threading.Lock()  # results arrive from one thread per GPU in a multi-GPU sweep
