@@ -69,7 +69,7 @@ def json_text(rows: list[dict], results: list[Result], env: dict, baseline: str)
     for row in rows:
         r = extra[row["case_id"]]
         out.append({**row, "warmup_iterations": r.warmup_iterations,
-                    "info": r.info,
+                    "wall_s": r.wall_s, "quick": r.quick, "info": r.info,
                     "finished_at": r.finished_at, "samples_ms": r.samples_ms})
     return json.dumps({"baseline": baseline, "env": env, "results": out}, indent=1)
 
