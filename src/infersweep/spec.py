@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -144,7 +146,7 @@ def _positive_ints(key: str, value, limit: int) -> tuple[int, ...]:
         number = None
         if isinstance(item, int) and not isinstance(item, bool):
             number = item
-        elif isinstance(item, str) and item.lstrip("+").isdigit():
+        elif isinstance(item, str) and re.fullmatch(r"\+?[0-9]+", item):  # ASCII digits only
             number = int(item)
         if number is None or number <= 0:
             raise SpecError(f"{key}: {item!r} is not a positive integer")
@@ -156,10 +158,12 @@ def _positive_ints(key: str, value, limit: int) -> tuple[int, ...]:
 
 def _number(key: str, value, kind=float, minimum: float = 0, inclusive: bool = False):
     try:
-        number = kind(value)
-        if isinstance(value, bool) or (kind is int and float(value) != number):
+        if isinstance(value, bool) or not math.isfinite(float(value)):  # NaN passes every < test
             raise ValueError
-    except (TypeError, ValueError):
+        number = kind(value)
+        if kind is int and float(value) != number:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(f"{key}: {value!r} is not a{'n integer' if kind is int else ' number'}") \
             from None
     if number < minimum or (number == minimum and not inclusive):
