@@ -63,12 +63,23 @@ Quick = Annotated[bool, typer.Option(
 Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
 Gpus = Annotated[Optional[str], typer.Option(
     "--gpus", help="GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU")]
+Executor = Annotated[Optional[str], typer.Option(
+    "--executor", help="local (default) or ray: a Ray task per group, on a cluster or a local "
+                       "Ray instance (pip install 'infersweep[ray]')")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="an existing Ray cluster, e.g. ray://head:10001 or head:6379 "
+                          "(default: start a local Ray instance)")]
+Retries = Annotated[Optional[int], typer.Option(
+    "--retries", help="executor ray: re-schedule a crashed case up to N times (default: 0)")]
 CompileMode = Annotated[Optional[str], typer.Option(
     "--compile-mode", help="torch-compile mode: default, reduce-overhead, max-autotune, ...")]
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # escape: messages quote user values and commands (pip install 'infersweep[ray]') verbatim
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -99,12 +110,13 @@ def _spec_from(spec_file, flags: dict):
 
 SPEC_FLAGS = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches", "data",
               "out", "timeout", "baseline", "seed", "min_time", "max_time", "min_iterations",
-              "target_ci", "scope", "option", "channels_last", "compile_mode", "gpus", "quick")
+              "target_ci", "scope", "option", "channels_last", "compile_mode", "gpus", "quick",
+              "executor", "ray_address", "retries")
 
 
 def _flags(values: dict) -> dict:
     """The sweep flags among a command's arguments, named as in the TOML file."""
-    flags = {k: values[k] for k in SPEC_FLAGS}
+    flags = {k: values[k] for k in SPEC_FLAGS if k in values}  # `plan` has no executor flags
     flags["out"] = str(flags["out"]) if flags["out"] else None
     flags["quick"] = True if flags["quick"] else None  # a flag can only turn it on
     return flags
@@ -190,13 +202,15 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
         target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
         channels_last: ChannelsLast = False, compile_mode: CompileMode = None, gpus: Gpus = None,
-        quick: Quick = False, only: Only = None,
+        quick: Quick = False, only: Only = None, executor: Executor = None,
+        ray_address: RayAddress = None, retries: Retries = None,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
         force: Annotated[bool, typer.Option(
             "--force", help="run even when the memory estimate exceeds available memory")] = False):
     """Run a sweep; results are stored per case and resumed on the next run with the same --out."""
+    from infersweep.ray_executor import RayUnavailable
     from infersweep.store import RunDirBusy, exclusive_run
     from infersweep.sweep import run_sweep
 
@@ -216,7 +230,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
                                     retry_failed=retry_failed, gpu_present=gpu, only=only_filter)
             finally:
                 observer.close()
-    except RunDirBusy as exc:
+    except (RunDirBusy, RayUnavailable) as exc:
         _fail(str(exc))
     except (OSError, sqlite3.Error) as exc:  # e.g. the disk under --out filled up mid-sweep
         _fail(f"cannot write results to {out_dir}: {exc}. Every case stored before this is "

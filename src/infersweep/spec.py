@@ -48,6 +48,9 @@ KEYS = {
     "max_time": "seconds of timed runs at most",
     "min_iterations": "timed runs at least",
     "target_ci": "stop when the median's 95% CI is within this fraction",
+    "executor": "where cases run: local (this machine) or ray (a Ray cluster, or a local instance)",
+    "ray_address": "address of an existing Ray cluster (executor ray; default: start one here)",
+    "retries": "executor ray: re-schedule a crashed case up to this many times",
 }
 
 
@@ -81,6 +84,10 @@ class Spec:
     gpu_extra_precisions: tuple[str, ...] = ()
     gpus: tuple[int, ...] = ()  # physical GPU indexes to run CUDA cases on in parallel
     quick: bool = False  # looser target, short caps: for exploring; marked in store and report
+    # Where cases run; not part of identity(): the same sweep resumes whichever executor ran it.
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None  # an existing Ray cluster; None: start a local instance
+    retries: int = 0  # executor ray: re-schedule a crashed case up to this many times
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take)."""
@@ -230,6 +237,7 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
         values["baseline"] = _choices("baseline", [raw["baseline"]], backends)[0]
     if "seed" in raw:
         values["seed"] = _number("seed", raw["seed"], int, 0, inclusive=True)
+    values.update(_executor_values(raw))  # before --gpus: with Ray, --gpus is the wrong flag
     if raw.get("gpus") not in (None, ""):
         gpus = tuple(dict.fromkeys(_items("gpus", raw["gpus"])))
         if not all(isinstance(g, int) or str(g).isdigit() for g in gpus):
@@ -264,6 +272,39 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
         raise SpecError(f"max_time ({spec.measure.max_time_s:g}) is below min_time "
                         f"({spec.measure.min_time_s:g})")
     return spec
+
+
+KNOWN_EXECUTORS = ("local", "ray")
+
+
+def _executor_values(raw: dict) -> dict:
+    """executor, ray_address, retries; Ray must be importable when it is asked for."""
+    import importlib.util
+
+    values: dict = {}
+    if raw.get("executor") not in (None, ""):
+        values["executor"] = _choices("executor", [raw["executor"]], KNOWN_EXECUTORS)[0]
+    executor = values.get("executor", "local")
+    if raw.get("ray_address") not in (None, ""):
+        values["ray_address"] = str(raw["ray_address"]).strip()
+    if raw.get("retries") not in (None, ""):
+        values["retries"] = _number("retries", raw["retries"], int, 0, inclusive=True)
+    if executor != "ray":
+        for key, flag in (("ray_address", "--ray-address"), ("retries", "--retries")):
+            if values.get(key):
+                raise SpecError(f"{flag} needs --executor ray")
+        return values
+    if raw.get("gpus") not in (None, ""):
+        raise SpecError("--gpus is for the local executor; with --executor ray every GPU of the "
+                        "Ray cluster is used, one group per GPU")
+    try:
+        missing = importlib.util.find_spec("ray") is None
+    except (ImportError, ValueError):
+        missing = True
+    if missing:  # (a Ray that is present but cannot be imported fails when the sweep starts)
+        raise SpecError("--executor ray needs Ray, which is not installed; install it with: "
+                        "pip install 'infersweep[ray]'")
+    return values
 
 
 def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:

@@ -44,7 +44,15 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
               retry_failed: bool = False, gpu_present: bool = False,
               only: Filter | None = None) -> SweepOutcome:
     store = Store(out_dir / "results.sqlite")
+    ray_executor = None
     try:
+        if spec.executor == "ray":  # Ray starts (or is reached) once per sweep, before the plan
+            from infersweep.ray_executor import RayExecutor
+
+            ray_executor = RayExecutor(spec.ray_address, spec.retries, store)
+            gpu_present = gpu_present or ray_executor.gpus > 0
+        # With Ray, reports describe the machines the cases ran on, grouped when they differ.
+        write = ray_executor.write_reports if ray_executor else write_reports
         if fresh:
             store.delete_all()
         env = envmod.collect()
@@ -66,7 +74,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                 peaks[f"{device}:{precision}"] = found
         store.set_meta("peaks", peaks)
         observer.planned(plan)
-        write_reports(out_dir, store.results(), env, spec.baseline, peaks)
+        write(out_dir, store.results(), env, spec.baseline, peaks)
 
         # Parallel GPU workers share the host: each gets its share of the cores, so one worker's
         # CPU work (the fp32 reference, preprocessing) cannot stall another's kernel launches.
@@ -93,7 +101,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                 store.put(result)  # durable before anything else happens
                 history.record(result)
                 ran += 1
-                write_reports(out_dir, store.results(), env, spec.baseline, peaks)
+                write(out_dir, store.results(), env, spec.baseline, peaks)
                 observer.case_finished(result)
 
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
@@ -102,27 +110,34 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         gpu_groups = [g for g in groups if g[0].device == "cuda"]
         cpu_groups = [g for g in groups if g[0].device != "cuda"]
         interrupted = False
-        current: LocalExecutor | None = None
+        current = None  # the executor to stop on Ctrl-C
         try:
-            # GPU groups first, one worker per GPU in parallel; CPU groups after them, one at a
-            # time, so that a CPU measurement never competes with a GPU case's host thread.
-            if gpu_groups and len(spec.gpus) > 1:
-                run_in_parallel(gpu_groups, [executor(g) for g in spec.gpus], on_start, on_result)
+            if ray_executor is not None:  # a Ray task per group, each in the same isolated worker
+                current = ray_executor
+                ray_executor.run_groups(groups, executor().job, on_start, on_result)
             else:
-                current = executor(spec.gpus[0] if spec.gpus else None)
-                for group in gpu_groups:
+                # GPU groups first, one worker per GPU in parallel; CPU groups after them, one at
+                # a time, so that a CPU measurement never competes with a GPU case's host thread.
+                if gpu_groups and len(spec.gpus) > 1:
+                    run_in_parallel(gpu_groups, [executor(g) for g in spec.gpus], on_start,
+                                    on_result)
+                else:
+                    current = executor(spec.gpus[0] if spec.gpus else None)
+                    for group in gpu_groups:
+                        current.run_group(group, on_start, on_result)
+                current = executor()
+                for group in cpu_groups:
                     current.run_group(group, on_start, on_result)
-            current = executor()
-            for group in cpu_groups:
-                current.run_group(group, on_start, on_result)
         except KeyboardInterrupt:
             if current is not None:  # run_in_parallel stops its own executors
                 current.stop()
             interrupted = True
-        rows = write_reports(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
+        rows = write(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
         return SweepOutcome(rows, ran, interrupted)
     finally:
         store.close()
+        if ray_executor is not None:
+            ray_executor.shutdown()
 
 
 def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case]]:
@@ -142,8 +157,15 @@ def rebuild_reports(out_dir: Path, baseline: str | None = None,
     try:
         spec = store.get_meta("spec", {})
         env = store.get_meta("env") or envmod.collect()
-        return write_reports(out_dir, store.results(), env,
-                             baseline or spec.get("baseline") or "torch",
-                             store.get_meta("peaks", {}), visuals=True, only=only)
+        write = write_reports
+        nodes = store.get_meta("nodes")  # a Ray sweep: the machines its cases ran on
+        if nodes:
+            from functools import partial
+
+            from infersweep.hardware_report import write_reports_by_hardware
+
+            write = partial(write_reports_by_hardware, nodes=nodes)
+        return write(out_dir, store.results(), env, baseline or spec.get("baseline") or "torch",
+                     store.get_meta("peaks", {}), visuals=True, only=only)
     finally:
         store.close()
