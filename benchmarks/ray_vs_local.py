@@ -74,11 +74,16 @@ def main() -> int:
     one_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"}  # Ray then sees one GPU
     if args.gpu:
         all_gpus = ",".join(str(i) for i in range(n))
+        dirs = {"local, 1 GPU": "local1", f"local, {n} GPUs": "localN",
+                "ray, 1 GPU": "ray1", f"ray, {n} GPUs": "rayN"}
         runs["local, 1 GPU"] = sweep(root / "local1", [*grid, *timing, "--gpus", "0"])
-        runs[f"local, {n} GPUs"] = sweep(root / "localN", [*grid, *timing, "--gpus", all_gpus])
+        if n > 1:
+            runs[f"local, {n} GPUs"] = sweep(root / "localN",
+                                             [*grid, *timing, "--gpus", all_gpus])
         runs["ray, 1 GPU"] = sweep(root / "ray1", [*grid, *timing, "--executor", "ray"], one_gpu)
-        runs[f"ray, {n} GPUs"] = sweep(root / "rayN", [*grid, *timing, "--executor", "ray"])
-        dirs = dict(zip(runs, ("local1", "localN", "ray1", "rayN")))
+        if n > 1:
+            runs[f"ray, {n} GPUs"] = sweep(root / "rayN", [*grid, *timing, "--executor", "ray"])
+        dirs = {name: d for name, d in dirs.items() if name in runs}
     else:
         runs["local"] = sweep(root / "local", [*grid, *timing])
         runs["ray"] = sweep(root / "ray", [*grid, *timing, "--executor", "ray"])
@@ -95,16 +100,24 @@ def main() -> int:
         diffs = [abs(float(result[c]["latency_ms_median"]) / float(first[c]["latency_ms_median"])
                      - 1) for c in ok if first.get(c, {}).get("status") == "ok"]
         print(f"{name:<16} {runs[name]:>8.1f} {len(ok):>4}  {max(diffs, default=0):>33.1%}")
-    if args.gpu:
+    names = list(results)
+    print(f"\nmedian latency per case, ms ({' | '.join(names)}):")
+    for cid, r in sorted(first.items(), key=lambda kv: tuple(kv[1][k] for k in
+                         ("backend", "precision", "image_size", "batch_size"))):
+        cells = [results[name].get(cid, {}).get("latency_ms_median") or "-" for name in names]
+        print(f"  {r['backend']:<12} {r['precision']:<5} {r['image_size']:>4}px "
+              f"bs{r['batch_size']:<4} " + " | ".join(f"{float(c):8.3f}" if c != "-" else c
+                                                     for c in cells))
+    if args.gpu and n > 1:
         local = [runs[k] for k in runs if k.startswith("local")]
         ray = [runs[k] for k in runs if k.startswith("ray")]
         print(f"\nlocal: 1 GPU / {n} GPUs = {local[0] / local[1]:.2f}x; "
               f"ray: 1 GPU / {n} GPUs = {ray[0] / ray[1]:.2f}x (target >= 1.8x on 2 GPUs); "
               f"ray overhead per case ({n} GPUs): {(ray[1] - local[1]) / cases:+.2f} s")
     else:
-        print(f"\nRay overhead: {runs['ray'] - runs['local']:+.1f} s in all, "
-              f"{(runs['ray'] - runs['local']) / cases:+.2f} s per case "
-              f"(of which Ray start-up {startup:.1f} s)")
+        local, ray = (runs[k] for k in runs)  # one GPU, or the CPU: local, then ray
+        print(f"\nRay overhead: {ray - local:+.1f} s in all, {(ray - local) / cases:+.2f} s per "
+              f"case (of which Ray start-up {startup:.1f} s)")
     print(f"run directories under {root}")
     return 0
 

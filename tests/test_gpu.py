@@ -91,3 +91,26 @@ def test_two_gpus_in_parallel(tmp_path):
     rows = json.loads((out / "results.json").read_text())["results"]
     assert rows and all(r["status"] == "ok" for r in rows)
     assert {r["info"]["gpu_index"] for r in rows} == {0, 1}
+
+
+def test_ray_executor_on_gpus(tmp_path):
+    """--executor ray on a CUDA machine: each GPU group gets a GPU from Ray, every case is ok,
+    and each row says on which host and GPU it ran."""
+    pytest.importorskip("ray")
+    import socket
+
+    import torch
+
+    out = tmp_path / "run"
+    proc = cli("run", "--devices", "cuda", "--backends", "torch", "--precisions", "fp32,fp16",
+               "--executor", "ray", *QUICK, "--out", out, timeout=900)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    rows = [r for r in json.loads((out / "results.json").read_text())["results"]
+            if r["device"] == "cuda"]
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
+    names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+    for r in rows:
+        assert r["info"]["executor"] == "ray" and r["info"]["host"] == socket.gethostname()
+        assert r["info"]["gpu_name"] in names
+        assert r["info"]["gpu_index"] in range(torch.cuda.device_count())
+        assert r["memory_source"].startswith("gpu:nvml")

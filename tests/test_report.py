@@ -72,3 +72,36 @@ def test_written_files(tmp_path):
     assert "2.00x" in md
     assert "no result within --timeout 5 s" in md
     assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_report_format_rewrites_only_what_is_asked(tmp_path):
+    """`infersweep report DIR --format ...` regenerates the chosen outputs from the store."""
+    from conftest import cli
+
+    from infersweep.store import Store
+
+    store = Store(tmp_path / "results.sqlite")
+    for batch in (1, 8):
+        store.put(_ok("torch", batch, 10.0 * batch))
+        store.put(_ok("onnxruntime", batch, 5.0 * batch))
+    store.set_meta("env", ENV)
+    store.close()
+
+    proc = cli("report", tmp_path, "--format", "csv,md")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("results.sqlite")) \
+        == ["report.md", "results.csv"]
+    with open(tmp_path / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+    proc = cli("report", tmp_path, "--format", "plots")
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "plots").glob("*.png")) and not (tmp_path / "report.html").exists()
+
+    proc = cli("report", tmp_path, "--format", "html")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "report.html").is_file() and not (tmp_path / "results.json").exists()
+
+    proc = cli("report", tmp_path, "--format", "pdf")
+    assert proc.returncode == 2
+    assert "unknown --format pdf" in proc.stderr and "md, csv, json, html, plots" in proc.stderr

@@ -310,22 +310,36 @@ def estimate_line(cases: list[Case], quick: bool) -> str:
     return f"estimated time: {total / 60:.1f} min from earlier runs{note}"
 
 
+REPORT_FILES = {"md": "report.md", "csv": "results.csv", "json": "results.json",
+                "html": "report.html", "plots": "plots/"}
+
+
 @app.command()
 def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
-           baseline: Baseline = None, only: Only = None):
-    """Regenerate every output file of DIR from DIR/results.sqlite (--only: matching rows)."""
+           baseline: Baseline = None, only: Only = None,
+           formats: Annotated[Optional[str], typer.Option(
+               "--format", help="which outputs to rewrite, comma-separated: md, csv, json, html, "
+                                "plots (html draws the plots it embeds) [all]")] = None):
+    """Regenerate the output files of DIR from DIR/results.sqlite (--only: matching rows)."""
+    from infersweep.report import FORMATS
     from infersweep.sweep import rebuild_reports
 
     if not (out_dir / "results.sqlite").is_file():
         _fail(f"{out_dir} holds no results.sqlite (is it a run directory?)")
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in (formats or "").split(",")
+                                 if f.strip())) or FORMATS
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        _fail(f"unknown --format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
     try:
         only_filter = _only(only)
     except SpecError as exc:
         _fail(str(exc))
-    rows = rebuild_reports(out_dir, baseline, only_filter)
+    rows = rebuild_reports(out_dir, baseline, only_filter, chosen)
     if only and not rows:
         console.print(f"no case in {out_dir} matches --only {only!r}")
-    console.print(f"{len(rows)} cases. Wrote {out_dir}/results.csv, results.json, report.md, report.html, plots/")
+    written = [REPORT_FILES[f] for f in chosen] + (["plots/"] if "html" in chosen else [])
+    console.print(f"{len(rows)} cases. Wrote {out_dir}/: {', '.join(dict.fromkeys(written))}")
 
 
 @app.command()

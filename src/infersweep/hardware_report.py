@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infersweep.report import (_atomic_write, add_utilization, csv_text, json_text, markdown_text,
-                               rows_with_speedup, write_reports)
+from infersweep.report import (FORMATS, _atomic_write, add_utilization, csv_text, json_text,
+                               markdown_text, rows_with_speedup, write_reports)
 from infersweep.results import Result
 
 NOT_RUN = ("unsupported", "unavailable")
@@ -82,8 +82,8 @@ def _combined_env(groups: list[_Hardware], driver_env: dict) -> dict:
 
 
 def write_reports_by_hardware(out_dir: Path, results: list[Result], env: dict, baseline: str,
-                              peaks: dict | None = None, visuals: bool = False, only=None, *,
-                              nodes: dict) -> list[dict]:
+                              peaks: dict | None = None, visuals: bool = False, only=None,
+                              formats=FORMATS, *, nodes: dict) -> list[dict]:
     """write_reports, aware of where each case ran. On one kind of machine: the report describes
     that machine (not the driver's) with its peaks. On several: speedups and utilisation are
     computed within each machine (never a case on one against a baseline on another), the table
@@ -93,7 +93,7 @@ def write_reports_by_hardware(out_dir: Path, results: list[Result], env: dict, b
     if len(groups) <= 1:
         single = next(iter(groups.values()), None)
         return write_reports(out_dir, results, single.env if single else env, baseline,
-                             single.peaks if single else peaks, visuals, only)
+                             single.peaks if single else peaks, visuals, only, formats)
 
     ordered = sorted(groups.values(), key=lambda g: g.label)
     rows = []
@@ -104,8 +104,10 @@ def write_reports_by_hardware(out_dir: Path, results: list[Result], env: dict, b
     if only is not None:  # after the speedups, as write_reports does
         rows = [r for r in rows if only.matches(r)]
     combined = _combined_env(ordered, env)
-    _atomic_write(out_dir / "results.csv", csv_text(rows))
-    _atomic_write(out_dir / "results.json", json_text(rows, results, combined, baseline))
+    if "csv" in formats:
+        _atomic_write(out_dir / "results.csv", csv_text(rows))
+    if "json" in formats:
+        _atomic_write(out_dir / "results.json", json_text(rows, results, combined, baseline))
     text = markdown_text(rows, combined, baseline, out_dir.name, {})
     lines = ["", "## Hardware", "",
              f"This sweep ran on {len(ordered)} kinds of machine. The table above is grouped by "
@@ -115,14 +117,16 @@ def write_reports_by_hardware(out_dir: Path, results: list[Result], env: dict, b
     for group in ordered:
         sub = out_dir / "hardware" / _slug(group.label)
         sub.mkdir(parents=True, exist_ok=True)
-        write_reports(sub, group.results, group.env, baseline, group.peaks, visuals, only)
+        write_reports(sub, group.results, group.env, baseline, group.peaks, visuals, only,
+                      formats)
         peak_text = "; ".join(f"{k.replace(':', ' ')} {p['tflops']:g} TFLOP/s"
                               for k, p in sorted(group.peaks.items()))
         link = f"hardware/{sub.name}/report.md"
         lines.append(f"| {group.label} | {', '.join(sorted(h for h in group.hosts if h))} "
                      f"| {len(group.results)} | {peak_text} | [{link}]({link}) |")
-    _atomic_write(out_dir / "report.md", text + "\n".join(lines) + "\n")
-    if visuals:
+    if "md" in formats:
+        _atomic_write(out_dir / "report.md", text + "\n".join(lines) + "\n")
+    if visuals and "html" in formats:
         # No plots here: a line through cases of several machines would mean nothing. Each
         # machine's report.html has its plots.
         from html import escape

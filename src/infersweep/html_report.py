@@ -204,9 +204,11 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
 
 
 def write_visuals(out_dir: Path, rows: list[dict], results: list[Result], env: dict,
-                  baseline: str) -> list[Plot]:
-    """DIR/plots/*.png|svg and DIR/report.html (written atomically, like the other reports)."""
+                  baseline: str, html: bool = True) -> list[Plot]:
+    """DIR/plots/*.png|svg and (html) DIR/report.html, written atomically like the other reports."""
     plots = write_plots(out_dir, rows, results, baseline)
+    if not html:
+        return plots
     path = out_dir / "report.html"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(html_text(rows, env, baseline, out_dir.name, plots), encoding="utf-8")

@@ -38,6 +38,9 @@ class Timing:
     warmup_ms: float  # wall time of the warmup phase
     samples_ms: list[float]
     warnings: list[str] = field(default_factory=list)
+    # What the last timed run returned: the agreement check reads it, so no extra (untimed but
+    # not free: a second at a large CPU batch) run is needed after timing.
+    last_output: object = None
 
 
 def _timed(run: Callable[[], object]) -> float:
@@ -87,7 +90,9 @@ def measure(run: Callable[[], object], settings: MeasureSettings,
     try:
         start = time.perf_counter()
         while True:
-            samples.append(_timed(run))
+            begin = time.perf_counter_ns()
+            last_output = run()
+            samples.append((time.perf_counter_ns() - begin) / 1e6)
             elapsed = time.perf_counter() - start
             if elapsed >= settings.max_time_s:
                 if len(samples) < settings.min_iterations:
@@ -105,7 +110,7 @@ def measure(run: Callable[[], object], settings: MeasureSettings,
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(first_iter_ms, warmup_iterations, warmup_ms, samples, warnings)
+    return Timing(first_iter_ms, warmup_iterations, warmup_ms, samples, warnings, last_output)
 
 
 def pipelined_throughput(launch: Callable[[], object], run: Callable[[], object],

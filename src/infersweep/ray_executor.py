@@ -40,7 +40,12 @@ from infersweep.hardware_report import write_reports_by_hardware
 from infersweep.results import Result
 
 INSTALL_HINT = "pip install 'infersweep[ray]'"
-POLL_S = 0.5  # the driver blocks this long at most waiting for an event
+# The driver's loop costs RPCs (raylet, GCS, the mailbox actor), i.e. CPU; on a small machine that
+# CPU is taken from the measurement running beside it. So it blocks on the mailbox (an event wakes
+# it at once) for up to POLL_S, and asks the cluster for its nodes only when a task has ended or
+# NODES_EVERY_S has passed.
+POLL_S = 2.0
+NODES_EVERY_S = 10.0
 # The per-case timeout is enforced inside the task; this grace covers a node that hangs as a whole
 # (no event, no death): after timeout + grace the driver cancels the task and charges `timeout`.
 WATCHDOG_GRACE_S = 60.0
@@ -169,6 +174,11 @@ class RayExecutor:
                 ray.init(address=address, runtime_env={"env_vars": env_vars} if env_vars else None,
                          **quiet)
             else:
+                # No idle Ray workers kept in reserve (by default one per CPU, each polling):
+                # with max_calls=1 every task starts a fresh worker anyway, and on this machine
+                # their CPU would be taken from the measurements. (Ray reads RAY_<setting>.)
+                os.environ.setdefault("RAY_num_workers_soft_limit", "0")
+                os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
                 ray.init(include_dashboard=False,
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
         except Exception as exc:
@@ -191,6 +201,7 @@ class RayExecutor:
         self.unstarted: dict[str, int] = {}  # case id -> tasks lost before any case started
         self.stopping = False
         self.token = 0
+        self.nodes_seen: tuple[float, list] = (-NODES_EVERY_S, [])  # (when, ray.nodes())
 
     @property
     def gpus(self) -> int:
@@ -212,7 +223,8 @@ class RayExecutor:
                 # synchronously, so every event of a task seen finished here is drained below.
                 ready = self.ray.wait(list(self.running), num_returns=len(self.running),
                                       timeout=0)[0] if self.running else []
-                self._drain()
+                if ready:
+                    self._drain()
                 for ref in ready:
                     self._finished(ref)
                 self._watchdog()
@@ -264,7 +276,7 @@ class RayExecutor:
         # reported all of its cases is ending, so the next group can queue behind it.
         busy = {t.node_id for t in self.running.values() if t.node_id and t.cases}
         placed = bool(self.running)
-        for node in self.ray.nodes():
+        for node in self._alive_nodes():
             cpus = node["Resources"].get("CPU", 0)
             if not self.cpu_queue:
                 break
@@ -278,6 +290,12 @@ class RayExecutor:
                 node_id=node["NodeID"])
             placed = True
         return placed
+
+    def _alive_nodes(self) -> list[dict]:
+        when, nodes = self.nodes_seen
+        if time.monotonic() - when >= NODES_EVERY_S:
+            self.nodes_seen = (time.monotonic(), self.ray.nodes())
+        return self.nodes_seen[1]
 
     def _launch(self, cases: list[Case], resources: dict, node_id: str | None = None) -> None:
         self.token += 1
@@ -347,6 +365,7 @@ class RayExecutor:
 
     def _finished(self, ref) -> None:
         task = self.running.pop(ref)
+        self.nodes_seen = (-NODES_EVERY_S, [])  # a node may have gone or come: look again
         error = None
         try:
             self.ray.get(ref)

@@ -148,21 +148,29 @@ def markdown_text(rows: list[dict], env: dict, baseline: str, title: str,
     return "\n".join(lines) + "\n"
 
 
+# What `infersweep report --format` can regenerate; html embeds the plots, so it draws them too.
+FORMATS = ("md", "csv", "json", "html", "plots")
+
+
 def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
                   peaks: dict | None = None, visuals: bool = False,
-                  only=None) -> list[dict]:
+                  only=None, formats=FORMATS) -> list[dict]:
     """visuals: also DIR/plots/ and report.html. They take seconds, so only when asked: at the
-    end of a sweep and on `infersweep report`, not after every case. only: a Filter of rows."""
+    end of a sweep and on `infersweep report`, not after every case. only: a Filter of rows.
+    formats: which of FORMATS to write (all by default)."""
     rows = rows_with_speedup(results, baseline)
     if only is not None:  # after the speedups: filtering first would drop the baseline rows
         rows = [r for r in rows if only.matches(r)]
     add_utilization(rows, peaks or {})
-    _atomic_write(out_dir / "results.csv", csv_text(rows))
-    _atomic_write(out_dir / "results.json", json_text(rows, results, env, baseline))
-    _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name,
-                                                       peaks or {}))
-    if visuals:
+    if "csv" in formats:
+        _atomic_write(out_dir / "results.csv", csv_text(rows))
+    if "json" in formats:
+        _atomic_write(out_dir / "results.json", json_text(rows, results, env, baseline))
+    if "md" in formats:
+        _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name,
+                                                           peaks or {}))
+    if visuals and {"html", "plots"} & set(formats):
         from infersweep.html_report import write_visuals  # matplotlib: imported only when used
 
-        write_visuals(out_dir, rows, results, env, baseline)
+        write_visuals(out_dir, rows, results, env, baseline, html="html" in formats)
     return rows

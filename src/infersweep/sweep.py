@@ -15,7 +15,7 @@ from infersweep.filters import Filter
 from infersweep.executor import LocalExecutor, WorkerJob, run_in_parallel
 from infersweep.peaks import peak_for
 from infersweep.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
-from infersweep.report import write_reports
+from infersweep.report import FORMATS, write_reports
 from infersweep.results import Result
 from infersweep.spec import Spec
 from infersweep.store import Store
@@ -152,7 +152,7 @@ def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case
 
 
 def rebuild_reports(out_dir: Path, baseline: str | None = None,
-                    only: Filter | None = None) -> list[dict]:
+                    only: Filter | None = None, formats=FORMATS) -> list[dict]:
     store = Store(out_dir / "results.sqlite")
     try:
         spec = store.get_meta("spec", {})
@@ -166,6 +166,6 @@ def rebuild_reports(out_dir: Path, baseline: str | None = None,
 
             write = partial(write_reports_by_hardware, nodes=nodes)
         return write(out_dir, store.results(), env, baseline or spec.get("baseline") or "torch",
-                     store.get_meta("peaks", {}), visuals=True, only=only)
+                     store.get_meta("peaks", {}), visuals=True, only=only, formats=formats)
     finally:
         store.close()
