@@ -59,3 +59,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def stored(out, column: str, where: str = "") -> dict[str, str]:
+    """{case_id: column} of DIR/results.sqlite, opened read-only while a sweep may be writing;
+    {} before the file exists or while it cannot be read."""
+    import sqlite3
+
+    path = Path(out) / "results.sqlite"
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        rows = db.execute(f"SELECT case_id, {column} FROM results {where}").fetchall()
+        db.close()
+        return dict(rows)
+    except sqlite3.OperationalError:
+        return {}

@@ -196,9 +196,9 @@ def test_pickled_module_is_refused_not_executed(tmp_path):
 
 
 def test_wrong_architecture_names_the_shape_mismatches(resnet50_file):
-    message = _raises(resnet50_file, "does not fit resnet18", "shape mismatches",
-                      r"layer1\.0\.conv1\.weight: checkpoint \(64, 64, 1, 1\) vs model "
-                      r"\(64, 64, 3, 3\)", "unexpected keys")
+    _raises(resnet50_file, "does not fit resnet18", "shape mismatches",
+             r"layer1\.0\.conv1\.weight: checkpoint \(64, 64, 1, 1\) vs model "
+             r"\(64, 64, 3, 3\)", "unexpected keys")
 
 
 def test_missing_key_is_named(plain_state, tmp_path):

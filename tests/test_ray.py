@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, cli
+from conftest import FAST, cli, stored
 from fault_backend import FAULT_BATCH
 
 ray = pytest.importorskip("ray")
@@ -35,23 +35,11 @@ def _json_rows(out: Path) -> dict[str, dict]:
 
 
 def _statuses(out: Path) -> dict[str, str]:
-    path = out / "results.sqlite"
-    if not path.exists():
-        return {}
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        rows = db.execute("SELECT case_id, status FROM results").fetchall()
-        db.close()
-        return dict(rows)
-    except sqlite3.OperationalError:
-        return {}
+    return stored(out, "status")
 
 
 def _finished_at(out: Path) -> dict[str, str]:
-    db = sqlite3.connect(out / "results.sqlite")
-    rows = db.execute("SELECT case_id, finished_at FROM results WHERE status='ok'").fetchall()
-    db.close()
-    return dict(rows)
+    return stored(out, "finished_at", "WHERE status='ok'")
 
 
 def _wait_for_ok(out: Path, n: int, proc: subprocess.Popen, limit: float = 90) -> None:

@@ -105,3 +105,14 @@ def test_report_format_rewrites_only_what_is_asked(tmp_path):
     proc = cli("report", tmp_path, "--format", "pdf")
     assert proc.returncode == 2
     assert "unknown --format pdf" in proc.stderr and "md, csv, json, html, plots" in proc.stderr
+
+
+def test_utilization_above_the_measured_peak_is_explained(tmp_path):
+    results = [_ok("torch", 8, 100.0)]  # 3.63 GFLOPs x 8 / 0.1 s = 0.29 TFLOP/s
+    write_reports(tmp_path, results, ENV, "torch",
+                  {"cpu:fp32": {"tflops": 0.1, "source": "measured"}})
+    md = (tmp_path / "report.md").read_text()
+    assert "290" in md and "utilisation above 100% (cpu fp32)" in md
+    write_reports(tmp_path, results, ENV, "torch",
+                  {"cpu:fp32": {"tflops": 10.0, "source": "measured"}})
+    assert "utilisation above 100%" not in (tmp_path / "report.md").read_text()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import cli, workers_of
+from conftest import cli, stored, workers_of
 
 ARGS = ["--backends", "fault-ok", "--sizes", "8", "--batches", "1,3,4,5,6,7,8,9",
         "--min-time", "0.4", "--max-time", "0.4", "--min-iterations", "5", "--timeout", "30"]
@@ -18,16 +18,7 @@ def _start(out):
 
 
 def _finished(out) -> dict[str, str]:
-    path = out / "results.sqlite"
-    if not path.exists():
-        return {}
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        rows = db.execute("SELECT case_id, finished_at FROM results WHERE status='ok'").fetchall()
-        db.close()
-        return dict(rows)
-    except sqlite3.OperationalError:
-        return {}
+    return stored(out, "finished_at", "WHERE status='ok'")
 
 
 def _wait_for(out, n, proc, limit=60):
