@@ -1,7 +1,7 @@
 """Check infersweep's CPU latencies against bare, hand-written timing loops of each runtime.
 
     .venv/bin/python benchmarks/cpu_reference.py [--runtimes torch,onnxruntime] [--batches 1,8]
-                                                 [--rounds 3] [--out DIR]
+                                                 [--rounds 7] [--out DIR]
     .venv/bin/python benchmarks/cpu_reference.py --runtimes all   # + onnxruntime-int8, openvino
 
 In rounds: `python -m infersweep run ...` (resnet18, cpu, 224 px, synthetic data) into a fresh run
@@ -152,8 +152,10 @@ def main() -> int:
     p.add_argument("--runtimes", default="torch,onnxruntime",
                    help=f"comma-separated, of {', '.join(RUNTIMES)}; or all [torch,onnxruntime]")
     p.add_argument("--batches", default="1,8")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="rounds of (infersweep sweep, then every reference loop) [3]")
+    # 3 rounds were too few on the development VM (a process's median there is bimodal, e.g.
+    # torch bs1 ~25.7 or ~30.2 ms); 7 gave a stable median of medians (about 17 min for 4 cases).
+    p.add_argument("--rounds", type=int, default=7,
+                   help="rounds of (infersweep sweep, then every reference loop) [7]")
     p.add_argument("--wait", type=float, default=600, help="seconds to wait for an idle machine")
     p.add_argument("--_ref", nargs=3, help=argparse.SUPPRESS)  # internal: one reference loop
     args = p.parse_args()
