@@ -14,10 +14,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def e2e_cache(tmp_path_factory) -> Path:
+    """A cache of this module's own: the export count below must not see other tests' exports."""
+    return tmp_path_factory.mktemp("e2e-cache")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, e2e_cache):
     out = tmp_path_factory.mktemp("e2e") / "run"
     proc = cli("run", "--model", "resnet18", "--backends", "torch,onnxruntime", "--devices", "cpu",
-               "--precisions", "fp32", "--sizes", "32,64", "--batches", "1,2", "--out", out, *FAST)
+               "--precisions", "fp32", "--sizes", "32,64", "--batches", "1,2", "--out", out, *FAST,
+               env={**os.environ, "INFERSWEEP_CACHE": str(e2e_cache)})
     assert proc.returncode == 0, proc.stderr + proc.stdout
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -55,8 +62,8 @@ def test_speedup_relative_to_torch(sweep):
         assert float(r["speedup"]) == pytest.approx(med[("torch", *key)] / med[(r["backend"], *key)])
 
 
-def test_onnx_export_is_cached_once_per_size(sweep):
-    cache = Path(os.environ["INFERSWEEP_CACHE"]) / "onnx"
+def test_onnx_export_is_cached_once_per_size(sweep, e2e_cache):
+    cache = e2e_cache / "onnx"
     exports = [p for p in cache.iterdir() if p.is_dir() and (p / "model.onnx").exists()]
     assert len(exports) == 2  # one per image size, shared by both batch sizes
     sizes = sorted(json.loads((p / "key.json").read_text())["image_size"] for p in exports)

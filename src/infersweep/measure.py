@@ -43,10 +43,11 @@ class Timing:
     last_output: object = None
 
 
-def _timed(run: Callable[[], object]) -> float:
+def _timed(run: Callable[[], object]) -> tuple[float, object]:
+    """(milliseconds, what run returned): one run, with nothing but the run in the clock."""
     start = time.perf_counter_ns()
-    run()
-    return (time.perf_counter_ns() - start) / 1e6
+    output = run()
+    return (time.perf_counter_ns() - start) / 1e6, output
 
 
 def warm_up(run: Callable[[], object], settings: MeasureSettings) -> tuple[int, list[str]]:
@@ -55,7 +56,7 @@ def warm_up(run: Callable[[], object], settings: MeasureSettings) -> tuple[int, 
     history: list[float] = []
     deadline = time.perf_counter() + settings.warmup_max_s
     while True:
-        history.append(_timed(run))
+        history.append(_timed(run)[0])
         if len(history) >= 2 * w and len(history) % w == 0:
             prev = statistics.median(history[-2 * w:-w])
             last = statistics.median(history[-w:])
@@ -75,7 +76,7 @@ def _ci_reached(samples: list[float], target: float) -> bool:
 
 def measure(run: Callable[[], object], settings: MeasureSettings,
             after_warmup: Callable[[], object] | None = None) -> Timing:
-    first_iter_ms = _timed(run)  # cold: lazy init, kernel selection, allocator growth
+    first_iter_ms = _timed(run)[0]  # cold: lazy init, kernel selection, allocator growth
     warmup_start = time.perf_counter()
     warmup_iterations, warnings = warm_up(run, settings)
     warmup_ms = (time.perf_counter() - warmup_start) * 1000
@@ -90,9 +91,8 @@ def measure(run: Callable[[], object], settings: MeasureSettings,
     try:
         start = time.perf_counter()
         while True:
-            begin = time.perf_counter_ns()
-            last_output = run()
-            samples.append((time.perf_counter_ns() - begin) / 1e6)
+            ms, last_output = _timed(run)
+            samples.append(ms)
             elapsed = time.perf_counter() - start
             if elapsed >= settings.max_time_s:
                 if len(samples) < settings.min_iterations:
