@@ -63,7 +63,7 @@ def main() -> int:
             samples.append((time.monotonic() - start, rss, fds))
         time.sleep(0.2)
     wall = time.monotonic() - start
-    ps = subprocess.run(["pgrep", "-af", "infersweep.worker"], capture_output=True, text=True)
+    ps = subprocess.run(["pgrep", "-af", "infersweep.run.worker"], capture_output=True, text=True)
     leftovers = "; ".join(line for line in ps.stdout.splitlines()
                           if f"--parent {proc.pid}" in line)
     quarter = max(1, len(samples) // 4)

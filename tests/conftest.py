@@ -31,7 +31,7 @@ def cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
 
 def workers_of(parent_pid: int) -> list[str]:
     """Worker processes started by one infersweep parent (others may run beside the tests)."""
-    ps = subprocess.run(["pgrep", "-af", "infersweep.worker"], capture_output=True, text=True)
+    ps = subprocess.run(["pgrep", "-af", "infersweep.run.worker"], capture_output=True, text=True)
     return [line for line in ps.stdout.splitlines() if f"--parent {parent_pid}" in line]
 
 

@@ -6,8 +6,8 @@ from itertools import product
 
 import pytest
 
-from infersweep.cases import Case, expand, group_cases, weights_label
-from infersweep.spec import Spec
+from infersweep.case import Case, expand, group_cases, weights_label
+from infersweep.grid.spec import Spec
 
 FIXED = Case(model="resnet18", weights="random(seed=0)", backend="torch", device="cpu",
              precision="fp32", image_size=224, batch_size=8, data="synthetic")
@@ -111,7 +111,7 @@ def test_case_ids_are_unique_over_a_grid():
 
 
 def test_case_id_does_not_depend_on_measurement_settings():
-    from infersweep.measure import MeasureSettings
+    from infersweep.measure.timing import MeasureSettings
 
     a = expand(_spec())
     b = expand(_spec(measure=MeasureSettings(min_time_s=0.01, max_time_s=0.02),

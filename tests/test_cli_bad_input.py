@@ -21,7 +21,7 @@ from typing import Callable
 
 import pytest
 
-from infersweep.spec import SpecError, build_spec
+from infersweep.grid.spec import SpecError, build_spec
 
 # Valid, and tiny in case a row is wrongly accepted and a sweep starts after all.
 BASE = {"--backends": "torch", "--devices": "cpu", "--precisions": "fp32", "--sizes": "32",

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from infersweep import compare as cmp
-from infersweep.cases import Case
-from infersweep.compare import (FASTER, NO_DIFFERENCE, NOT_COMPARED, SLOWER, CompareError,
+from infersweep.reports import compare as cmp
+from infersweep.case import Case
+from infersweep.reports.compare import (FASTER, NO_DIFFERENCE, NOT_COMPARED, SLOWER, CompareError,
                                 bootstrap_medians, compare, compare_pair, differing_fields,
                                 newly_failing, parse_fraction, regressions, to_json, to_markdown)
-from infersweep.filters import parse_filter
-from infersweep.results import Result
+from infersweep.grid.filters import parse_filter
+from infersweep.results.result import Result
 
 
 def case(backend="torch", batch=8, size=224, precision="fp32", options="", device="cpu"):

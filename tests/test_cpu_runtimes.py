@@ -6,7 +6,7 @@ import pytest
 from conftest import FAST, cli
 
 from infersweep.backends.openvino import cpu_capabilities
-from infersweep.cache import entries
+from infersweep.artefacts.cache import entries
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST, cli
 
-from infersweep.results import CSV_COLUMNS
+from infersweep.results.result import CSV_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import torch
 import torchvision
 from conftest import FAST, cli
 
-from infersweep.cache import ArtifactCache, entries
-from infersweep.export import onnx_export
-from infersweep.measure import MeasureSettings, measure
-from infersweep.models import ModelSource
-from infersweep.stats import summarize
+from infersweep.artefacts.cache import ArtifactCache, entries
+from infersweep.artefacts.export import onnx_export
+from infersweep.measure.timing import MeasureSettings, measure
+from infersweep.artefacts.models import ModelSource
+from infersweep.measure.stats import summarize
 
 
 def test_stable_stream_stops_at_min_time_with_target_reached():

@@ -2,9 +2,9 @@
 
 import pytest
 
-from infersweep.cases import Case
-from infersweep.filters import FilterError, MATCH_ALL, Filter, parse_filter, select
-from infersweep.results import Result
+from infersweep.case import Case
+from infersweep.grid.filters import FilterError, MATCH_ALL, Filter, parse_filter, select
+from infersweep.results.result import Result
 
 
 def case(backend="torch", device="cpu", precision="fp32", size=224, batch=8, data="synthetic",

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from conftest import cli
 
-from infersweep.data import sample_photos
+from infersweep.artefacts.inputs import sample_photos
 
 
 def test_absurd_memory_estimate_is_refused(tmp_path):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from infersweep.cases import Case
-from infersweep.hardware_report import hardware_label, write_reports_by_hardware
-from infersweep.results import Result
+from infersweep.case import Case
+from infersweep.reports.hardware import hardware_label, write_reports_by_hardware
+from infersweep.results.result import Result
 
 
 def _result(backend: str, host: str, batch: int, median: float) -> Result:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from infersweep.cases import Case
-from infersweep.report import write_reports
-from infersweep.results import Result
+from infersweep.case import Case
+from infersweep.reports.tables import write_reports
+from infersweep.results.result import Result
 
 ENV = {"host": "h", "cpu": "Test CPU", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,
        "os": "linux", "python": "3.11", "packages": {"torch": "2.14.1"}, "gpus": []}

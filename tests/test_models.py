@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from infersweep.models import WeightsError, build_model, load_state_dict
+from infersweep.artefacts.models import WeightsError, build_model, load_state_dict
 
 pytestmark = pytest.mark.slow
 

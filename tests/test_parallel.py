@@ -3,9 +3,9 @@
 import threading
 import time
 
-from infersweep.cases import Case
-from infersweep.executor import run_in_parallel
-from infersweep.results import Result
+from infersweep.case import Case
+from infersweep.run.local import run_in_parallel
+from infersweep.results.result import Result
 
 
 class RecordingExecutor:

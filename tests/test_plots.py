@@ -3,10 +3,10 @@ data (only failures, one batch size, one image size)."""
 
 import random
 
-from infersweep.cases import Case
-from infersweep.plots import write_plots
-from infersweep.report import rows_with_speedup, write_reports
-from infersweep.results import Result
+from infersweep.case import Case
+from infersweep.reports.plots import write_plots
+from infersweep.reports.tables import rows_with_speedup, write_reports
+from infersweep.results.result import Result
 
 ENV = {"host": "h", "cpu": "c", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,
        "os": "linux", "python": "3", "packages": {}, "gpus": []}

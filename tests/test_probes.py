@@ -9,8 +9,8 @@ import torch.nn as nn
 import torchvision
 from conftest import FAST, cli
 
-from infersweep.data import sample_photos
-from infersweep.flops import gflops_per_image
+from infersweep.artefacts.inputs import sample_photos
+from infersweep.probes.flops import gflops_per_image
 
 pytestmark = pytest.mark.slow
 

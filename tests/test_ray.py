@@ -53,7 +53,7 @@ def _wait_for_ok(out: Path, n: int, proc: subprocess.Popen, limit: float = 90) -
 
 def _ray_workers_serving_infersweep() -> list[tuple[int, int]]:
     """(worker pid, its parent's pid) of infersweep workers whose parent is a Ray task process."""
-    ps = subprocess.run(["pgrep", "-af", "infersweep.worker"], capture_output=True, text=True)
+    ps = subprocess.run(["pgrep", "-af", "infersweep.run.worker"], capture_output=True, text=True)
     found = []
     for line in ps.stdout.splitlines():
         parts = line.split()

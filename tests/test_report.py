@@ -3,9 +3,9 @@
 import csv
 import json
 
-from infersweep.cases import Case
-from infersweep.report import rows_with_speedup, write_reports
-from infersweep.results import CSV_COLUMNS, Result
+from infersweep.case import Case
+from infersweep.reports.tables import rows_with_speedup, write_reports
+from infersweep.results.result import CSV_COLUMNS, Result
 
 ENV = {"host": "h", "cpu": "c", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,
        "os": "linux", "python": "3", "packages": {}, "gpus": []}
@@ -78,7 +78,7 @@ def test_report_format_rewrites_only_what_is_asked(tmp_path):
     """`infersweep report DIR --format ...` regenerates the chosen outputs from the store."""
     from conftest import cli
 
-    from infersweep.store import Store
+    from infersweep.results.store import Store
 
     store = Store(tmp_path / "results.sqlite")
     for batch in (1, 8):

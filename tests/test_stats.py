@@ -7,7 +7,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from infersweep.stats import Stats, median_ci, summarize, trimmed_mean
+from infersweep.measure.stats import Stats, median_ci, summarize, trimmed_mean
 
 # 1..10 plus one outlier: n = 11.
 OUTLIER = [float(x) for x in range(1, 11)] + [1000.0]

@@ -1,10 +1,10 @@
 """The summary at the top of the reports: optimal batch, saturation, fastest configuration and the
 generated comparison sentences, on hand-made numbers whose answers are known."""
 
-from infersweep.cases import Case
-from infersweep.report import rows_with_speedup, write_reports
-from infersweep.results import CSV_COLUMNS, Result
-from infersweep.summary import batch_curves, build_summary, comparisons, fastest_configs
+from infersweep.case import Case
+from infersweep.reports.tables import rows_with_speedup, write_reports
+from infersweep.results.result import CSV_COLUMNS, Result
+from infersweep.reports.summary import batch_curves, build_summary, comparisons, fastest_configs
 
 ENV = {"host": "h", "cpu": "Test CPU 9000", "cores_usable": 2, "cores_logical": 2,
        "memory_gib": 1.0, "os": "linux", "python": "3.11",

@@ -50,9 +50,9 @@ from infersweep.backends.torch_tensorrt import (
     single_output,
     typing_label,
 )
-from infersweep.cache import key_digest
-from infersweep.cases import Case
-from infersweep.export import ONNX_INPUT, ONNX_OUTPUT
+from infersweep.artefacts.cache import key_digest
+from infersweep.case import Case
+from infersweep.artefacts.export import ONNX_INPUT, ONNX_OUTPUT
 
 TRT_BACKENDS = ("torch-tensorrt", "onnxruntime-trt")
 

@@ -16,14 +16,14 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from infersweep.cases import Case
-from infersweep.filters import HELP as FILTER_HELP
-from infersweep.filters import FilterError, parse_filter
-from infersweep.plan import DONE, RUN, PlannedCase, make_plan
-from infersweep.results import Result
-from infersweep.spec import (SpecError, build_spec, check_inputs, load_toml, parse_option_flags,
+from infersweep.case import Case
+from infersweep.grid.filters import HELP as FILTER_HELP
+from infersweep.grid.filters import FilterError, parse_filter
+from infersweep.grid.plan import DONE, RUN, PlannedCase, make_plan
+from infersweep.results.result import Result
+from infersweep.grid.spec import (SpecError, build_spec, check_inputs, load_toml, parse_option_flags,
                              prepare_out)
-from infersweep.stats import summarize
+from infersweep.measure.stats import summarize
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
@@ -135,7 +135,7 @@ def _only(text: str | None):
 
 
 def _load_results(run_dir: Path) -> list:
-    from infersweep.store import Store
+    from infersweep.results.store import Store
 
     if not (run_dir / "results.sqlite").is_file():
         _fail(f"{run_dir} holds no results.sqlite (is it a run directory?)")
@@ -210,8 +210,8 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         force: Annotated[bool, typer.Option(
             "--force", help="run even when the memory estimate exceeds available memory")] = False):
     """Run a sweep; results are stored per case and resumed on the next run with the same --out."""
-    from infersweep.ray_executor import RayUnavailable
-    from infersweep.store import RunDirBusy, exclusive_run
+    from infersweep.run.ray import RayUnavailable
+    from infersweep.results.store import RunDirBusy, exclusive_run
     from infersweep.sweep import run_sweep
 
     try:
@@ -257,10 +257,10 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
     """Print the expanded cases and what will happen to each, without running anything."""
-    from infersweep.store import Store
+    from infersweep.results.store import Store
 
     if list_models:
-        from infersweep.models import available_models
+        from infersweep.artefacts.models import available_models
 
         console.print(" ".join(available_models()))
         return
@@ -296,7 +296,7 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
 
 
 def estimate_line(cases: list[Case], quick: bool) -> str:
-    from infersweep.history import wall_times
+    from infersweep.results.history import wall_times
 
     known = wall_times(quick)
     seen = [known[c.case_id] for c in cases if c.case_id in known]
@@ -321,7 +321,7 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
                "--format", help="which outputs to rewrite, comma-separated: md, csv, json, html, "
                                 "plots (html draws the plots it embeds) [all]")] = None):
     """Regenerate the output files of DIR from DIR/results.sqlite (--only: matching rows)."""
-    from infersweep.report import FORMATS
+    from infersweep.reports.tables import FORMATS
     from infersweep.sweep import rebuild_reports
 
     if not (out_dir / "results.sqlite").is_file():
@@ -350,7 +350,7 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
     """Peak TFLOP/s of this machine per device and precision (measured with a large matrix
     product and cached; known GPUs from a datasheet table): the basis of utilization_pct."""
     from infersweep.env import collect
-    from infersweep.peaks import MATMUL_DTYPE, peak_for
+    from infersweep.probes.peaks import MATMUL_DTYPE, peak_for
 
     env_facts = collect()
     table = Table()
@@ -385,9 +385,9 @@ def compare(
             "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%"):
     """Compare two runs (or two groups of one run) case by case: B/A median latency with a
     bootstrap 95% CI and a verdict: faster, slower, or no significant difference."""
-    from infersweep.compare import (CompareError, parse_fraction, regressions, to_json,
+    from infersweep.reports.compare import (CompareError, parse_fraction, regressions, to_json,
                                     to_markdown)
-    from infersweep.compare import compare as compare_results
+    from infersweep.reports.compare import compare as compare_results
 
     if output not in ("md", "json"):
         _fail(f"unknown --format {output!r}; allowed: md, json")
@@ -429,7 +429,7 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("list")
 def cache_list():
     """List cached artefacts with their keys and sizes."""
-    from infersweep.cache import cache_root, entries
+    from infersweep.artefacts.cache import cache_root, entries
 
     table = Table(title=str(cache_root()))
     for col in ("kind", "key", "MB"):
@@ -447,7 +447,7 @@ def cache_list():
 def cache_clear(kind: Annotated[Optional[str], typer.Option(
         "--kind", help="only this kind: onnx, reference, inductor, triton")] = None):
     """Delete cached artefacts (everything, or one kind)."""
-    from infersweep.cache import cache_root, clear
+    from infersweep.artefacts.cache import cache_root, clear
 
     freed = clear(kind)
     console.print(f"cleared {kind or 'everything'} in {cache_root()}: {freed / 2**20:.1f} MB freed")

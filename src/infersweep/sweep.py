@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Protocol
 
 from infersweep import env as envmod
-from infersweep import history
-from infersweep.cases import Case, group_cases
-from infersweep.filters import Filter
-from infersweep.executor import LocalExecutor, WorkerJob, run_in_parallel
-from infersweep.peaks import peak_for
-from infersweep.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
-from infersweep.report import FORMATS, write_reports
-from infersweep.results import Result
-from infersweep.spec import Spec
-from infersweep.store import Store
+from infersweep.results import history
+from infersweep.case import Case, group_cases
+from infersweep.grid.filters import Filter
+from infersweep.run.local import LocalExecutor, WorkerJob, run_in_parallel
+from infersweep.probes.peaks import peak_for
+from infersweep.grid.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
+from infersweep.reports.tables import FORMATS, write_reports
+from infersweep.results.result import Result
+from infersweep.grid.spec import Spec
+from infersweep.results.store import Store
 
 
 class Observer(Protocol):
@@ -47,7 +47,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
     ray_executor = None
     try:
         if spec.executor == "ray":  # Ray starts (or is reached) once per sweep, before the plan
-            from infersweep.ray_executor import RayExecutor
+            from infersweep.run.ray import RayExecutor
 
             ray_executor = RayExecutor(spec.ray_address, spec.retries, store)
             gpu_present = gpu_present or ray_executor.gpus > 0
@@ -162,7 +162,7 @@ def rebuild_reports(out_dir: Path, baseline: str | None = None,
         if nodes:
             from functools import partial
 
-            from infersweep.hardware_report import write_reports_by_hardware
+            from infersweep.reports.hardware import write_reports_by_hardware
 
             write = partial(write_reports_by_hardware, nodes=nodes)
         return write(out_dir, store.results(), env, baseline or spec.get("baseline") or "torch",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from infersweep.cases import Case
+from infersweep.case import Case
 
 
 class PrecisionError(RuntimeError):

@@ -60,8 +60,8 @@ from infersweep.backends.tensorrt_common import (
     timing_cache_dir,
     workspace_of,
 )
-from infersweep.cases import Case
-from infersweep.export import ONNX_INPUT, onnx_export, onnx_precision_report
+from infersweep.case import Case
+from infersweep.artefacts.export import ONNX_INPUT, onnx_export, onnx_precision_report
 
 TRT_PROVIDER = "TensorrtExecutionProvider"
 INSTALL_HINT = "pip install onnxruntime-gpu tensorrt"

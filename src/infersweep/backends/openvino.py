@@ -15,9 +15,9 @@ from functools import lru_cache
 import numpy as np
 
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
-from infersweep.cache import cache_root
-from infersweep.cases import Case
-from infersweep.export import onnx_export
+from infersweep.artefacts.cache import cache_root
+from infersweep.case import Case
+from infersweep.artefacts.export import onnx_export
 
 DEFAULT_OPSET = 18
 HINT_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}

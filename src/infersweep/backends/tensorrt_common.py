@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infersweep.backends.base import Backend, format_options, options_of
-from infersweep.cases import Case
+from infersweep.case import Case
 
 PROFILE_DEFAULTS = {"min_batch": 1, "opt_batch": 0, "max_batch": 64, "workspace_size": 0}
 TRT_PRECISIONS = {"cuda": ("fp32", "fp16")}

@@ -15,7 +15,7 @@ import time
 
 from infersweep.backends.base import Backend, options_of
 from infersweep.backends.torch_eager import TORCH_PRECISIONS, TorchSession
-from infersweep.cases import Case
+from infersweep.case import Case
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 

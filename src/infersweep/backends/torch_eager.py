@@ -15,7 +15,7 @@ import copy
 import numpy as np
 
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
-from infersweep.cases import Case
+from infersweep.case import Case
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "amp": "float32"}
 

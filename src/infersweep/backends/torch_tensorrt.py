@@ -48,7 +48,7 @@ from infersweep.backends.tensorrt_common import (
     workspace_of,
 )
 from infersweep.backends.torch_eager import TORCH_DTYPES
-from infersweep.cases import Case
+from infersweep.case import Case
 
 # --- Torch-TensorRT -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from infersweep.measure import MeasureSettings
+from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "amp", "int8")
@@ -195,7 +195,7 @@ def gpu_count() -> int:
 def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
     """Turn merged TOML + flag values into a validated Spec (values only, no files opened)."""
     from infersweep.backends import registry
-    from infersweep.models import available_models
+    from infersweep.artefacts.models import available_models
 
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
@@ -365,8 +365,8 @@ def available_memory_bytes() -> int | None:
 
 def check_inputs(spec: Spec, force: bool = False) -> None:
     """Open everything the spec points to; any problem is a SpecError (exit 2)."""
-    from infersweep.data import DataError, open_images
-    from infersweep.models import WeightsError, build_model
+    from infersweep.artefacts.inputs import DataError, open_images
+    from infersweep.artefacts.models import WeightsError, build_model
 
     model = None
     if spec.weights:

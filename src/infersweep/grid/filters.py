@@ -26,9 +26,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from infersweep.cases import Case
-from infersweep.results import STATUSES
-from infersweep.spec import KNOWN_DEVICES, KNOWN_PRECISIONS, KNOWN_SCOPES
+from infersweep.case import Case
+from infersweep.results.result import STATUSES
+from infersweep.grid.spec import KNOWN_DEVICES, KNOWN_PRECISIONS, KNOWN_SCOPES
 
 TEXT_FIELDS = ("model", "weights", "backend", "device", "precision", "data", "scope", "options",
                "status")

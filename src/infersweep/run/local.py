@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infersweep.cache import cache_root
-from infersweep.cases import Case
-from infersweep.results import Result
+from infersweep.artefacts.cache import cache_root
+from infersweep.case import Case
+from infersweep.results.result import Result
 
 STDERR_TAIL_CHARS = 1500
 
@@ -103,7 +103,7 @@ class LocalExecutor:
         })
         with open(log, "ab") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "infersweep.worker", "--result-fd", str(write_fd),
+                [sys.executable, "-m", "infersweep.run.worker", "--result-fd", str(write_fd),
                  "--parent", str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=log_file, stderr=log_file, pass_fds=(write_fd,),
                 start_new_session=True, env=self._worker_env(),

@@ -11,8 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from infersweep.cases import Case
-from infersweep.stats import summarize
+from infersweep.case import Case
+from infersweep.measure.stats import summarize
 
 STATUSES = ("ok", "failed", "crashed", "oom", "timeout", "unsupported", "unavailable")
 # Statuses that mean "this case was attempted and went wrong": re-run by --retry-failed.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infersweep.cache import ArtifactCache
+from infersweep.artefacts.cache import ArtifactCache
 
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "logits"

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from infersweep.cache import cache_root
+from infersweep.artefacts.cache import cache_root
 
 # Dense TFLOP/s; keys are matched against the NVML device name in this order.
 GPU_TABLE = [
@@ -87,7 +87,7 @@ def cached_measurements() -> dict:
 
 def measure_in_subprocess(device: str, precision: str, timeout: float = 180) -> float | None:
     """Measure in a fresh process: the parent never runs compute (and a crash costs nothing)."""
-    proc = subprocess.run([sys.executable, "-m", "infersweep.peaks", device, precision],
+    proc = subprocess.run([sys.executable, "-m", "infersweep.probes.peaks", device, precision],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         return None

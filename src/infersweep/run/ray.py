@@ -34,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from infersweep.cases import Case
-from infersweep.executor import LocalExecutor, WorkerJob
-from infersweep.hardware_report import write_reports_by_hardware
-from infersweep.results import Result
+from infersweep.case import Case
+from infersweep.run.local import LocalExecutor, WorkerJob
+from infersweep.reports.hardware import write_reports_by_hardware
+from infersweep.results.result import Result
 
 INSTALL_HINT = "pip install 'infersweep[ray]'"
 # The driver's loop costs RPCs (raylet, GCS, the mailbox actor), i.e. CPU; on a small machine that
@@ -79,7 +79,7 @@ def _run_group_task(case_dicts: list[dict], job: WorkerJob, mailbox, token: int,
     import ray
 
     from infersweep import env as envmod
-    from infersweep.peaks import peak_for
+    from infersweep.probes.peaks import peak_for
 
     cases = [Case.from_dict(d) for d in case_dicts]
     facts = envmod.collect()

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from infersweep.cases import Case
-from infersweep.filters import Filter, select
+from infersweep.case import Case
+from infersweep.grid.filters import Filter, select
 
 FASTER, SLOWER, NO_DIFFERENCE, NOT_COMPARED = ("faster", "slower", "no significant difference",
                                                "not compared")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from infersweep.cache import ArtifactCache
-from infersweep.export import ONNX_INPUT, onnx_export
+from infersweep.artefacts.cache import ArtifactCache
+from infersweep.artefacts.export import ONNX_INPUT, onnx_export
 
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 4
@@ -25,7 +25,7 @@ class _Batches:
     """ONNX Runtime's CalibrationDataReader protocol: get_next() until None."""
 
     def __init__(self, data: str, seed: int, image_size: int):
-        from infersweep.data import BatchSource
+        from infersweep.artefacts.inputs import BatchSource
 
         self.feeds = []
         for i in range(CALIBRATION_BATCHES):

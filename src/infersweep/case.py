@@ -14,7 +14,7 @@ from itertools import product
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from infersweep.spec import Spec
+    from infersweep.grid.spec import Spec
 
 
 @dataclass(frozen=True, order=True)

@@ -1,6 +1,6 @@
 """The worker process: serves one group of cases that share a prepared model.
 
-Started by the executor as ``python -m infersweep.worker --result-fd N --parent PID`` with the job
+Started by the executor as ``python -m infersweep.run.worker --result-fd N --parent PID`` with the job
 (JSON) on stdin. It reports on its own pipe, never on stdout, because runtimes and user code print
 whatever they like there. Messages are JSON lines:
     {"event": "start", "case_id": ...}     before anything of the case runs (prepare included)
@@ -22,10 +22,10 @@ import time
 import traceback
 from dataclasses import asdict
 
-from infersweep import memory
-from infersweep.cases import Case
-from infersweep.measure import MeasureSettings, measure, pipelined_throughput
-from infersweep.results import Result
+from infersweep.probes import cpu_memory as memory
+from infersweep.case import Case
+from infersweep.measure.timing import MeasureSettings, measure, pipelined_throughput
+from infersweep.results.result import Result
 
 PR_SET_PDEATHSIG = 1
 
@@ -55,8 +55,8 @@ def short_reason(exc: BaseException) -> str:
 class GroupRunner:
     def __init__(self, job: dict):
         from infersweep.backends import get_backend
-        from infersweep.cache import ArtifactCache
-        from infersweep.models import ModelSource
+        from infersweep.artefacts.cache import ArtifactCache
+        from infersweep.artefacts.models import ModelSource
 
         first = Case.from_dict(job["cases"][0])
         self.backend = get_backend(first.backend)
@@ -77,7 +77,7 @@ class GroupRunner:
     def _gpu_sampler(self):
         """NVML sampler, created before this process touches CUDA so the context can be seen."""
         try:
-            from infersweep.gpu_memory import GpuMemorySampler
+            from infersweep.probes.gpu_memory import GpuMemorySampler
 
             sampler = GpuMemorySampler()
         except Exception as exc:  # nvidia-ml-py missing or no driver: memory from torch only
@@ -94,7 +94,7 @@ class GroupRunner:
 
     def _prepare(self, case: Case) -> None:
         if self.gflops is None and self.backend.needs_model:
-            from infersweep.flops import gflops_per_image
+            from infersweep.probes.flops import gflops_per_image
 
             self.gflops = gflops_per_image(self.source.model(), case.image_size)
         if self.session is None:
@@ -108,7 +108,7 @@ class GroupRunner:
         try:
             self._prepare(case)
             if self.batches is None:
-                from infersweep.data import BatchSource
+                from infersweep.artefacts.inputs import BatchSource
 
                 self.batches = BatchSource(case.data, self.seed)
             host = self.batches.batch(case.batch_size, case.image_size)
@@ -168,7 +168,7 @@ class GroupRunner:
     def _check_outputs(self, case: Case, host, output, result: Result) -> None:
         """Agreement with the fp32 reference, and accuracy when the data has labels."""
         if self.backend.needs_model:
-            from infersweep.agreement import compare, reference_logits
+            from infersweep.probes.agreement import compare, reference_logits
 
             key = {"model": case.model, "weights": self.source.weights_key, "data": case.data,
                    "image_size": case.image_size, "batch_size": case.batch_size,

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infersweep.report import (FORMATS, _atomic_write, add_utilization, csv_text, json_text,
+from infersweep.reports.tables import (FORMATS, _atomic_write, add_utilization, csv_text, json_text,
                                markdown_text, rows_with_speedup, write_reports)
-from infersweep.results import Result
+from infersweep.results.result import Result
 
 NOT_RUN = ("unsupported", "unavailable")
 
@@ -131,7 +131,7 @@ def write_reports_by_hardware(out_dir: Path, results: list[Result], env: dict, b
         # machine's report.html has its plots.
         from html import escape
 
-        from infersweep.html_report import html_text
+        from infersweep.reports.html import html_text
 
         links = "".join(f'<li><a href="hardware/{_slug(g.label)}/report.html">{escape(g.label)}'
                         f"</a> ({len(g.results)} cases on "

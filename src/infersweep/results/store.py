@@ -14,7 +14,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-from infersweep.results import FAILED_STATUSES, Result
+from infersweep.results.result import FAILED_STATUSES, Result
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infersweep.cache import cache_root
-from infersweep.results import Result
+from infersweep.artefacts.cache import cache_root
+from infersweep.results.result import Result
 
 
 def _path() -> Path:

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
-from infersweep.results import Result
-from infersweep.summary import BatchCurve, Series, batch_curves, measured, varying_fields
+from infersweep.results.result import Result
+from infersweep.reports.summary import BatchCurve, Series, batch_curves, measured, varying_fields
 
 PANEL_SIZE = (5.0, 3.6)  # inches per panel
 PNG_DPI = 110

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infersweep.backends import registry
-from infersweep.cases import Case, expand
-from infersweep.filters import Filter
-from infersweep.spec import Spec
+from infersweep.case import Case, expand
+from infersweep.grid.filters import Filter
+from infersweep.grid.spec import Spec
 
 RUN, DONE, UNSUPPORTED, UNAVAILABLE = "run", "done", "unsupported", "unavailable"
 

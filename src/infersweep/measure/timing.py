@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infersweep.stats import median_ci
+from infersweep.measure.stats import median_ci
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import os
 from html import escape
 from pathlib import Path
 
-from infersweep.plots import Plot, write_plots
-from infersweep.results import Result
-from infersweep.summary import ENOUGH, RISING, Series, Summary, build_summary
+from infersweep.reports.plots import Plot, write_plots
+from infersweep.results.result import Result
+from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
 
 # (row key, header, number format or None for text)
 TABLE_COLUMNS = [

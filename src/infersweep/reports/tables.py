@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 from infersweep.env import describe, has_int8_dot_product
-from infersweep.results import CSV_COLUMNS, Result
-from infersweep.summary import build_summary, markdown_lines
+from infersweep.results.result import CSV_COLUMNS, Result
+from infersweep.reports.summary import build_summary, markdown_lines
 
 SPEEDUP_KEY = ("model", "weights", "device", "precision", "image_size", "batch_size", "data",
                "scope")
@@ -185,7 +185,7 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
         _atomic_write(out_dir / "report.md", markdown_text(rows, env, baseline, out_dir.name,
                                                            peaks or {}))
     if visuals and {"html", "plots"} & set(formats):
-        from infersweep.html_report import write_visuals  # matplotlib: imported only when used
+        from infersweep.reports.html import write_visuals  # matplotlib: imported only when used
 
         write_visuals(out_dir, rows, results, env, baseline, html="html" in formats)
     return rows
