@@ -12,23 +12,52 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from infersweep.case import Case
+from infersweep.probes.base import Column
 from infersweep.measure.stats import summarize
 
 STATUSES = ("ok", "failed", "crashed", "oom", "timeout", "unsupported", "unavailable")
 # Statuses that mean "this case was attempted and went wrong": re-run by --retry-failed.
 FAILED_STATUSES = ("failed", "crashed", "oom", "timeout")
 
-CSV_COLUMNS = [
-    "case_id", "model", "weights", "backend", "device", "precision", "image_size", "batch_size",
-    "data", "scope", "options", "status", "reason", "setup_s", "first_iter_ms", "iterations",
-    "latency_ms_mean", "latency_ms_median", "latency_ms_trimmed", "latency_ms_std",
-    "latency_ms_min", "latency_ms_max", "latency_ms_p90", "latency_ms_p99",
-    "latency_ms_ci_low", "latency_ms_ci_high", "per_image_ms", "throughput_ips",
-    "throughput_pipelined_ips", "peak_memory_mb", "memory_source", "allocator_peak_mb",
-    "baseline_memory_mb",
-    "gflops_per_image", "achieved_tflops", "utilization_pct",
-    "speedup", "baseline", "max_abs_err", "cosine", "top1_agreement", "top1_accuracy", "warnings",
+# Every results.csv column, in order, with how reports show it. Probe columns will come from the
+# probes' own declarations (probes/base.py Column); these are the columns of the core row.
+_C = Column
+COLUMNS: list[Column] = [
+    _C("case_id", "case", in_table=False), _C("model", "model", in_table=False),
+    _C("weights", "weights", in_table=False), _C("backend", "backend"),
+    _C("device", "device"), _C("precision", "precision"), _C("image_size", "size (px)", "d"),
+    _C("batch_size", "batch", "d"), _C("data", "data"), _C("scope", "scope", in_table=False),
+    _C("options", "options"), _C("status", "status"), _C("reason", "reason", in_table=False),
+    _C("setup_s", "setup (s)", ".2f", " s", in_table=False),
+    _C("first_iter_ms", "first run (ms)", ".3f", " ms", in_table=False),
+    _C("iterations", "iterations", "d", in_table=False),
+    _C("latency_ms_mean", "latency mean (ms)", ".3f", " ms", in_table=False),
+    _C("latency_ms_median", "latency median (ms)", ".3f", " ms"),
+    _C("latency_ms_trimmed", "latency trimmed mean (ms)", ".3f", " ms", in_table=False),
+    _C("latency_ms_std", "std (ms)", ".3f", " ms"),
+    _C("latency_ms_min", "min (ms)", ".3f", " ms", in_table=False),
+    _C("latency_ms_max", "max (ms)", ".3f", " ms", in_table=False),
+    _C("latency_ms_p90", "p90 (ms)", ".3f", " ms", in_table=False),
+    _C("latency_ms_p99", "p99 (ms)", ".3f", " ms"),
+    _C("latency_ms_ci_low", "CI low (ms)", ".3f", " ms", in_table=False),
+    _C("latency_ms_ci_high", "CI high (ms)", ".3f", " ms", in_table=False),
+    _C("per_image_ms", "per image (ms)", ".3f", " ms"),
+    _C("throughput_ips", "throughput (img/s)", ".1f", " img/s"),
+    _C("throughput_pipelined_ips", "pipelined (img/s)", ".1f", " img/s"),
+    _C("peak_memory_mb", "memory (MB)", ".1f", " MB"),
+    _C("memory_source", "memory source", in_table=False),
+    _C("allocator_peak_mb", "allocator peak (MB)", ".1f", " MB", in_table=False),
+    _C("baseline_memory_mb", "worker baseline (MB)", ".1f", " MB", in_table=False),
+    _C("gflops_per_image", "GFLOPs/img", ".2f"),
+    _C("achieved_tflops", "TFLOP/s", ".2f", in_table=False),
+    _C("utilization_pct", "utilization (%)", ".1f", "%"),
+    _C("speedup", "speedup (x)", ".2f", "x"), _C("baseline", "baseline", in_table=False),
+    _C("max_abs_err", "max abs err", ".3g", in_table=False),
+    _C("cosine", "cosine vs fp32", ".5f"), _C("top1_agreement", "top-1 agreement", ".3f"),
+    _C("top1_accuracy", "top-1 accuracy", ".3f", in_table=False),
+    _C("warnings", "warnings", in_table=False),
 ]
+CSV_COLUMNS = [c.name for c in COLUMNS]
 
 
 def now_iso() -> str:
