@@ -129,3 +129,8 @@ class Result:
                 # GFLOP per batch / ms per batch = TFLOP/s
                 row["achieved_tflops"] = self.gflops_per_image * batch / s.median
         return row
+
+
+def columns() -> list[Column]:
+    """Every results.csv column in order, with its title and format: what reports render."""
+    return list(COLUMNS)
