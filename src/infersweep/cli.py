@@ -447,9 +447,12 @@ def cache_list():
 def cache_clear(kind: Annotated[Optional[str], typer.Option(
         "--kind", help="only this kind: onnx, reference, inductor, triton")] = None):
     """Delete cached artefacts (everything, or one kind)."""
-    from infersweep.artefacts.cache import cache_root, clear
+    from infersweep.artefacts.cache import CacheError, cache_root, clear
 
-    freed = clear(kind)
+    try:
+        freed = clear(kind)
+    except CacheError as exc:
+        _fail(str(exc))
     console.print(f"cleared {kind or 'everything'} in {cache_root()}: {freed / 2**20:.1f} MB freed")
 
 

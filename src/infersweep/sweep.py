@@ -12,7 +12,8 @@ from infersweep import env as envmod
 from infersweep.results import history
 from infersweep.case import Case, group_cases
 from infersweep.grid.filters import Filter
-from infersweep.run.local import LocalExecutor, WorkerJob, run_in_parallel
+from infersweep.run.executor import Executor, make_executor
+from infersweep.run.protocol import WorkerJob
 from infersweep.probes.peaks import peak_for
 from infersweep.grid.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
 from infersweep.reports.tables import FORMATS, write_reports
@@ -44,15 +45,24 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
               retry_failed: bool = False, gpu_present: bool = False,
               only: Filter | None = None) -> SweepOutcome:
     store = Store(out_dir / "results.sqlite")
-    ray_executor = None
+    executor: Executor | None = None
     try:
-        if spec.executor == "ray":  # Ray starts (or is reached) once per sweep, before the plan
-            from infersweep.run.ray import RayExecutor
+        job = WorkerJob(settings=spec.measure, seed=spec.seed, opset=spec.opset,
+                        timeout_s=spec.timeout_s, log_dir=out_dir / "logs")
+        # Made before the plan: Ray starts (or is reached) once, and its GPUs count as present.
+        executor = make_executor(spec.executor, job, gpus=spec.gpus,
+                                 usable_cores=envmod.usable_cores(),
+                                 ray_address=spec.ray_address, retries=spec.retries, store=store)
+        gpu_present = gpu_present or bool(executor.gpu_count())
 
-            ray_executor = RayExecutor(spec.ray_address, spec.retries, store)
-            gpu_present = gpu_present or ray_executor.gpus > 0
-        # With Ray, reports describe the machines the cases ran on, grouped when they differ.
-        write = ray_executor.write_reports if ray_executor else write_reports
+        def write(*args, **kwargs):
+            # With Ray, reports describe the machines the cases ran on, grouped when they differ.
+            nodes = store.get_meta("nodes")
+            if nodes:
+                from infersweep.reports.hardware import write_reports_by_hardware
+
+                return write_reports_by_hardware(*args, **kwargs, nodes=nodes)
+            return write_reports(*args, **kwargs)
         if fresh:
             store.delete_all()
         env = envmod.collect()
@@ -76,17 +86,6 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         observer.planned(plan)
         write(out_dir, store.results(), env, spec.baseline, peaks)
 
-        # Parallel GPU workers share the host: each gets its share of the cores, so one worker's
-        # CPU work (the fp32 reference, preprocessing) cannot stall another's kernel launches.
-        gpu_threads = max(1, envmod.usable_cores() // len(spec.gpus)) if len(spec.gpus) > 1 \
-            else None
-
-        def executor(gpu: int | None = None) -> LocalExecutor:
-            return LocalExecutor(WorkerJob(
-                settings=asdict(spec.measure), seed=spec.seed, opset=spec.opset, cache_dir=None,
-                timeout_s=spec.timeout_s, log_dir=out_dir / "logs", gpu=gpu,
-                cpu_threads=gpu_threads if gpu is not None else None))
-
         ran = 0
         lock = threading.Lock()  # results arrive from one thread per GPU in a multi-GPU sweep
 
@@ -107,37 +106,18 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
                   if r.status == "ok"}
         groups = order_groups(group_cases([p.case for p in plan if p.action == RUN]), proven)
-        gpu_groups = [g for g in groups if g[0].device == "cuda"]
-        cpu_groups = [g for g in groups if g[0].device != "cuda"]
         interrupted = False
-        current = None  # the executor to stop on Ctrl-C
         try:
-            if ray_executor is not None:  # a Ray task per group, each in the same isolated worker
-                current = ray_executor
-                ray_executor.run_groups(groups, executor().job, on_start, on_result)
-            else:
-                # GPU groups first, one worker per GPU in parallel; CPU groups after them, one at
-                # a time, so that a CPU measurement never competes with a GPU case's host thread.
-                if gpu_groups and len(spec.gpus) > 1:
-                    run_in_parallel(gpu_groups, [executor(g) for g in spec.gpus], on_start,
-                                    on_result)
-                else:
-                    current = executor(spec.gpus[0] if spec.gpus else None)
-                    for group in gpu_groups:
-                        current.run_group(group, on_start, on_result)
-                current = executor()
-                for group in cpu_groups:
-                    current.run_group(group, on_start, on_result)
+            executor.run(groups, on_start, on_result)
         except KeyboardInterrupt:
-            if current is not None:  # run_in_parallel stops its own executors
-                current.stop()
+            executor.stop()
             interrupted = True
         rows = write(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
         return SweepOutcome(rows, ran, interrupted)
     finally:
         store.close()
-        if ray_executor is not None:
-            ray_executor.shutdown()
+        if executor is not None:
+            executor.close()
 
 
 def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case]]:

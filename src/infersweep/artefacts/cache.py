@@ -67,18 +67,57 @@ def entries(root: Path | None = None) -> list[dict]:
     return found
 
 
+# What lives under the cache root, by folder (or file) name. `cache clear --kind` accepts only
+# these: a kind is a name, never a path, so a clear can only ever delete inside the cache.
+KINDS = {
+    "onnx": "ONNX exports",
+    "onnx-int8": "INT8-quantized ONNX models",
+    "reference": "fp32 reference outputs (agreement)",
+    "trt": "ONNX Runtime TensorRT engines and timing caches",
+    "torch-tensorrt": "Torch-TensorRT programs",
+    "openvino": "OpenVINO compiled-model cache",
+    "inductor": "torch.compile (Inductor) kernels",
+    "triton": "Triton kernels",
+    "peaks": "measured peak TFLOP/s (peaks.json)",
+    "history": "wall time of earlier cases, for plan's estimate (history.jsonl)",
+}
+KIND_FILES = {"peaks": "peaks.json", "history": "history.jsonl"}
+
+
+class CacheError(ValueError):
+    """A bad cache request (unknown kind): the CLI prints it and exits with 2."""
+
+
+def _size(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    # rglob does not follow symlinked folders: a link out of the cache is counted, not entered
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()  # a link is removed itself, never what it points to
+    elif path.is_dir():
+        shutil.rmtree(path)  # refuses to follow a symlinked root; links inside are unlinked
+
+
 def clear(kind: str | None = None, root: Path | None = None) -> int:
-    """Remove entries (of one kind, or all, with compiler caches and peaks); bytes freed."""
+    """Remove one kind of entries, or everything in the cache; bytes freed. Deletes only inside
+    the cache root: ``kind`` must be one of KINDS (a name, not a path)."""
+    if kind is not None and kind not in KINDS:
+        raise CacheError(f"unknown cache kind {kind!r}; allowed: {', '.join(KINDS)}")
     root = Path(root) if root else cache_root()
-    if not root.exists():
+    if not root.is_dir():
         return 0
-    targets = [root / kind] if kind else [p for p in root.iterdir()]
+    if kind is None:
+        targets = list(root.iterdir())
+    else:
+        targets = [root / KIND_FILES.get(kind, kind)]
     freed = 0
     for target in targets:
-        if target.is_dir():
-            freed += sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-            shutil.rmtree(target, ignore_errors=True)
-        elif target.is_file():
-            freed += target.stat().st_size
-            target.unlink()
+        if not (target.exists() or target.is_symlink()):
+            continue
+        freed += _size(target)
+        _remove(target)
     return freed

@@ -1,14 +1,14 @@
-"""Local executor: runs each group of cases in a fresh worker process, one measurement at a time.
+"""Running cases on this machine: a WorkerSlot serves one group at a time in a fresh worker process;
+the LocalExecutor runs a sweep's groups on one slot, or on one slot per GPU in parallel.
 
-Only one worker runs at a time: two measurements sharing a CPU would each slow the other down.
-The executor owns the failure semantics: a case that is in flight when its worker dies is charged
+Only one worker runs per slot: two measurements sharing a CPU or a GPU would slow each other down.
+The slot owns the failure semantics: a case that is in flight when its worker dies is charged
 (crashed / oom / timeout) and the rest of the group goes on in a fresh worker. The worker runs in
 its own session (process group), so a timeout kills everything it started.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -18,26 +18,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from infersweep.artefacts.cache import cache_root
 from infersweep.case import Case
 from infersweep.results.result import Result
+from infersweep.run.protocol import (CaseFinished, CaseStarted, GroupRequest, WorkerJob,
+                                      parse_event)
 
 STDERR_TAIL_CHARS = 1500
-
-
-@dataclass
-class WorkerJob:
-    settings: dict
-    seed: int
-    opset: int | None
-    cache_dir: str | None
-    timeout_s: float
-    log_dir: Path
-    gpu: int | None = None  # physical GPU index for CUDA_VISIBLE_DEVICES; None = leave as is
-    cpu_threads: int | None = None  # cap on the worker's CPU threads (parallel GPU workers)
 
 
 def _cgroup_oom_kills() -> int | None:
@@ -89,7 +79,9 @@ def _death_result(case: Case, returncode: int, oom_before: int | None, log: Path
     return Result(case, "crashed", reason=f"worker exited with code {returncode}{tail_note}")
 
 
-class LocalExecutor:
+class WorkerSlot:
+    """One worker process at a time, on one GPU (or the CPU): serves a group of cases."""
+
     def __init__(self, job: WorkerJob):
         self.job = job
         self.active: subprocess.Popen | None = None
@@ -97,10 +89,7 @@ class LocalExecutor:
 
     def _spawn(self, cases: list[Case], log: Path) -> tuple[subprocess.Popen, int]:
         read_fd, write_fd = os.pipe()
-        payload = json.dumps({
-            "cases": [c.to_dict() for c in cases], "settings": self.job.settings,
-            "seed": self.job.seed, "opset": self.job.opset, "cache_dir": self.job.cache_dir,
-        })
+        payload = GroupRequest.for_job(cases, self.job).to_json()
         with open(log, "ab") as log_file:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "infersweep.run.worker", "--result-fd", str(write_fd),
@@ -158,16 +147,13 @@ class LocalExecutor:
                     buffer += chunk
                     while b"\n" in buffer:
                         line, buffer = buffer.split(b"\n", 1)
-                        try:
-                            message = json.loads(line)
-                        except json.JSONDecodeError:
-                            continue
-                        if message.get("event") == "start" and message.get("case_id") in by_id:
-                            in_flight = by_id[message["case_id"]]
+                        event = parse_event(line)
+                        if isinstance(event, CaseStarted) and event.case_id in by_id:
+                            in_flight = by_id[event.case_id]
                             started = case_started = time.monotonic()
                             on_start(in_flight)
-                        elif message.get("event") == "result":
-                            result = Result.from_json(json.dumps(message["result"]))
+                        elif isinstance(event, CaseFinished):
+                            result = event.result
                             result.wall_s = time.monotonic() - case_started
                             if self.job.gpu is not None:
                                 result.info["gpu_index"] = self.job.gpu
@@ -222,15 +208,15 @@ class LocalExecutor:
                 pass
 
 
-def run_in_parallel(groups: list[list[Case]], executors: list[LocalExecutor],
+def run_in_parallel(groups: list[list[Case]], executors: list[WorkerSlot],
                     on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
-    """One thread per executor (one per GPU); each takes the next group when it is free, so no
+    """One thread per slot (one per GPU); each takes the next group when it is free, so no
     two measurements ever share a GPU. Callbacks come from several threads: they must lock."""
     queue = deque(groups)
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def serve(executor: LocalExecutor) -> None:
+    def serve(executor: WorkerSlot) -> None:
         try:
             while True:
                 with lock:
@@ -256,3 +242,52 @@ def run_in_parallel(groups: list[list[Case]], executors: list[LocalExecutor],
         raise
     if errors:
         raise errors[0]
+
+
+class LocalExecutor:
+    """A sweep on this machine. GPU groups first, one slot per GPU in parallel when --gpus names
+    several; CPU groups after them, one at a time, so that a CPU measurement never competes with
+    a GPU case's host thread."""
+
+    def __init__(self, job: WorkerJob, gpus: tuple[int, ...] = (), usable_cores: int = 1):
+        self.job = job
+        self.gpus = gpus
+        # Parallel GPU workers share the host: each gets its share of the cores, so one worker's
+        # CPU work (the fp32 reference, preprocessing) cannot stall another's kernel launches.
+        self.gpu_threads = max(1, usable_cores // len(gpus)) if len(gpus) > 1 else None
+        self.slots: list[WorkerSlot] = []
+        self.stopping = False
+
+    def _slot(self, gpu: int | None) -> WorkerSlot:
+        slot = WorkerSlot(replace(self.job, gpu=gpu,
+                                  cpu_threads=self.gpu_threads if gpu is not None else None))
+        self.slots.append(slot)
+        if self.stopping:
+            slot.stop()
+        return slot
+
+    def run(self, groups: list[list[Case]], on_start: Callable[[Case], None],
+            on_result: Callable[[Result], None]) -> None:
+        gpu_groups = [g for g in groups if g[0].device == "cuda"]
+        cpu_groups = [g for g in groups if g[0].device != "cuda"]
+        if gpu_groups and len(self.gpus) > 1:
+            run_in_parallel(gpu_groups, [self._slot(g) for g in self.gpus], on_start, on_result)
+        elif gpu_groups:
+            slot = self._slot(self.gpus[0] if self.gpus else None)
+            for group in gpu_groups:
+                slot.run_group(group, on_start, on_result)
+        if cpu_groups:
+            slot = self._slot(None)
+            for group in cpu_groups:
+                slot.run_group(group, on_start, on_result)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            slot.stop()
+
+    def gpu_count(self) -> int | None:
+        return None  # this machine's GPUs, as the spec saw them
+
+    def close(self) -> None:
+        pass

@@ -16,10 +16,10 @@ What Ray adds, and how it is handled:
   other cases go on in a new task. ``--retries N`` re-schedules crashed cases up to N times.
 - each result says where it ran (``info.host``, ``node_id``, ``gpu_name``, ``gpu_index``); each
   node's environment facts and peaks are kept (store meta ``nodes``), and when a sweep ran on
-  different hardware the report is grouped by it (``write_reports_by_hardware``).
+  different hardware the report is grouped by it (reports/hardware.py).
 
 Ray is optional: this module imports it only when an executor is made, so the rest of infersweep
-(and ``hardware_report``) works without it.
+(and the reports of a Ray sweep) works without it.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from infersweep.case import Case
-from infersweep.run.local import LocalExecutor, WorkerJob
-from infersweep.reports.hardware import write_reports_by_hardware
+from infersweep.run.local import WorkerSlot
+from infersweep.run.protocol import WorkerJob
 from infersweep.results.result import Result
 
 INSTALL_HINT = "pip install 'infersweep[ray]'"
@@ -127,7 +127,7 @@ def _run_group_task(case_dicts: list[dict], job: WorkerJob, mailbox, token: int,
         mailbox.put(("result", token, result.to_json()))
 
     try:
-        LocalExecutor(replace(job, log_dir=log_dir, cpu_threads=cpu_threads, gpu=None)) \
+        WorkerSlot(replace(job, log_dir=log_dir, cpu_threads=cpu_threads, gpu=None)) \
             .run_group(cases, on_start, on_result)
     finally:
         if not shared:
@@ -161,8 +161,9 @@ def _first_line(text: str) -> str:
 class RayExecutor:
     """Starts a local Ray instance, or connects to ``address``, once per sweep."""
 
-    def __init__(self, address: str | None = None, retries: int = 0, store=None):
+    def __init__(self, job: WorkerJob, address: str | None = None, retries: int = 0, store=None):
         ray = import_ray()
+        self.job = job
         self.ray = ray
         self.retries = retries
         self.store = store
@@ -203,16 +204,16 @@ class RayExecutor:
         self.token = 0
         self.nodes_seen: tuple[float, list] = (-NODES_EVERY_S, [])  # (when, ray.nodes())
 
-    @property
-    def gpus(self) -> int:
+    def gpu_count(self) -> int:
+        """The cluster's GPUs: a sweep plans CUDA cases when any node has one."""
         return int(self.ray.cluster_resources().get("GPU", 0))
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def run_groups(self, groups: list[list[Case]], job: WorkerJob,
-                   on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
+    def run(self, groups: list[list[Case]], on_start: Callable[[Case], None],
+            on_result: Callable[[Result], None]) -> None:
         """Run every group; each case ends in exactly one on_result call (unless stopped)."""
-        self.job, self.on_start, self.on_result = job, on_start, on_result
+        self.on_start, self.on_result = on_start, on_result
         self.gpu_queue = deque(g for g in groups if g[0].device == "cuda")
         self.cpu_queue = deque(g for g in groups if g[0].device != "cuda")
         no_node_since = None
@@ -430,13 +431,8 @@ class RayExecutor:
             except Exception:
                 pass
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         try:
             self.ray.shutdown()  # a local instance stops; a cluster is only disconnected from
         except Exception:
             pass
-
-    def write_reports(self, out_dir: Path, results: list[Result], env: dict, baseline: str,
-                      peaks: dict | None = None, visuals: bool = False, only=None) -> list[dict]:
-        return write_reports_by_hardware(out_dir, results, env, baseline, peaks, visuals, only,
-                                         nodes=self.nodes)

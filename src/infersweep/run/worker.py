@@ -1,11 +1,8 @@
 """The worker process: serves one group of cases that share a prepared model.
 
-Started by the executor as ``python -m infersweep.run.worker --result-fd N --parent PID`` with the job
-(JSON) on stdin. It reports on its own pipe, never on stdout, because runtimes and user code print
-whatever they like there. Messages are JSON lines:
-    {"event": "start", "case_id": ...}     before anything of the case runs (prepare included)
-    {"event": "result", "result": {...}}   when the case has ended, whatever its status
-If the worker dies, the parent knows which case was in flight from the last "start".
+Started by a WorkerSlot (run/local.py) as ``python -m infersweep.run.worker --result-fd N --parent
+PID`` with a GroupRequest on stdin; it answers with CaseStarted / CaseFinished events on its own
+pipe (run/protocol.py).
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib
-import json
 import os
 import signal
 import statistics
@@ -24,8 +20,9 @@ from dataclasses import asdict
 
 from infersweep.probes import cpu_memory as memory
 from infersweep.case import Case
-from infersweep.measure.timing import MeasureSettings, measure, pipelined_throughput
+from infersweep.measure.timing import measure, pipelined_throughput
 from infersweep.results.result import Result
+from infersweep.run.protocol import CaseFinished, CaseStarted, GroupRequest
 
 PR_SET_PDEATHSIG = 1
 
@@ -53,17 +50,17 @@ def short_reason(exc: BaseException) -> str:
 
 
 class GroupRunner:
-    def __init__(self, job: dict):
+    def __init__(self, request: GroupRequest):
         from infersweep.backends import get_backend
         from infersweep.artefacts.cache import ArtifactCache
         from infersweep.artefacts.models import ModelSource
 
-        first = Case.from_dict(job["cases"][0])
+        first = request.cases[0]
         self.backend = get_backend(first.backend)
-        self.source = ModelSource(first.model, first.weights, job.get("seed", 0), job.get("opset"))
-        self.cache = ArtifactCache(job.get("cache_dir"))
-        self.settings = MeasureSettings(**job.get("settings", {}))
-        self.seed = job.get("seed", 0)
+        self.source = ModelSource(first.model, first.weights, request.seed, request.opset)
+        self.cache = ArtifactCache(request.cache_dir)
+        self.settings = request.settings
+        self.seed = request.seed
         self.session = None
         self.setup_s: float | None = None
         self.gflops: float | None = None
@@ -230,18 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
     channel = os.fdopen(args.result_fd, "w", buffering=1)
-    job = json.loads(sys.stdin.read())
+    request = GroupRequest.from_json(sys.stdin.read())
 
-    def send(message: dict) -> None:
-        channel.write(json.dumps(message) + "\n")
+    def send(event: CaseStarted | CaseFinished) -> None:
+        channel.write(event.to_line())
         channel.flush()
 
-    runner = GroupRunner(job)
-    for case_dict in job["cases"]:
-        case = Case.from_dict(case_dict)
-        send({"event": "start", "case_id": case.case_id})
-        result = runner.run_case(case)
-        send({"event": "result", "result": json.loads(result.to_json())})
+    runner = GroupRunner(request)
+    for case in request.cases:
+        send(CaseStarted(case.case_id))
+        send(CaseFinished(runner.run_case(case)))
     channel.close()
     return 0
 
