@@ -28,15 +28,51 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+class StoreError(RuntimeError):
+    """The store cannot be opened or read: damaged, or not a store. The CLI exits with 2."""
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    return StoreError(
+        f"{path} is damaged or not an infersweep store ({exc}). Keep the file: `sqlite3 {path} "
+        f"'PRAGMA integrity_check'` shows what is intact, and `sqlite3 {path} .recover` copies out "
+        "the rows that can be read")
+
+
 class Store:
-    def __init__(self, path: Path):
+    """``readonly``: open without ever writing (compare, plan, reports of a read-only mount)."""
+
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        try:
+            self.db = self._connect()
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
+            self.db.execute("SELECT count(*) FROM results").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(
+                    "-", "").replace(" ", ""):
+                raise
+            raise _damaged(self.path, exc) from None
+
+    def _connect(self) -> sqlite3.Connection:
         # Used from the executor threads of a multi-GPU sweep, always under the sweep's lock.
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        options = dict(timeout=30, isolation_level=None, check_same_thread=False)
+        if not self.readonly:
+            return sqlite3.connect(self.path, **options)
+        if not self.path.is_file():
+            raise StoreError(f"{self.path} does not exist")
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, **options)
+            db.execute("SELECT 1 FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            # A WAL store on a read-only mount cannot create its -shm file: read it as an
+            # immutable file (nobody can be writing to a read-only mount).
+            return sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, **options)
 
     def put(self, result: Result) -> None:
         with self.db:  # BEGIN ... COMMIT: durable when this returns
