@@ -176,7 +176,8 @@ def test_dict_without_tensors_is_not_a_state_dict(tmp_path):
 def test_text_file(tmp_path):
     path = tmp_path / "notes.pt"
     path.write_text("these are not weights\n")
-    _raises(path, "not a readable state_dict")
+    message = _raises(path, "not a readable state_dict", "is it a PyTorch checkpoint")
+    assert "pop from empty list" not in message  # torch's internals are not the user's problem
 
 
 def test_truncated_checkpoint(plain_state, tmp_path):
@@ -192,7 +193,9 @@ def test_pickled_module_is_refused_not_executed(tmp_path):
     # weights_only=True: a whole pickled nn.Module is not a state_dict and is not unpickled.
     path = tmp_path / "module.pt"
     torch.save(torchvision.models.resnet18(), path)
-    _raises(path, "state_dict")
+    message = _raises(path, "looks like a pickled model", "torchvision.models.resnet.ResNet",
+                      r"torch\.save\(model\.state_dict\(\), 'weights\.pt'\)")
+    assert "weights_only" not in message and "\x1b" not in message  # no unsafe advice, no ANSI
 
 
 def test_wrong_architecture_names_the_shape_mismatches(resnet50_file):
@@ -214,3 +217,14 @@ def test_smaller_checkpoint_for_bigger_model_names_missing_keys(plain_state, tmp
     path = tmp_path / "r18.pt"
     torch.save(plain_state, path)
     _raises(path, "does not fit resnet34", "missing keys", r"layer1\.2\.", model="resnet34")
+
+
+def test_input_size_problem_finds_fixed_size_models_without_running_them():
+    from infersweep.artefacts.models import input_size_problem
+
+    assert input_size_problem("vit_b_16", 224) is None
+    problem = input_size_problem("vit_b_16", 256)
+    assert problem.startswith("vit_b_16 does not take 256 px inputs (")
+    assert "Expected 224 but got 256" in problem
+    assert input_size_problem("resnet18", 256) is None
+    assert input_size_problem("inception_v3", 32).startswith("inception_v3 does not take 32 px")

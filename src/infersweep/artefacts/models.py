@@ -9,6 +9,7 @@ checkpoint's classifier, so a 10-class fine-tune loads without being told it has
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -50,10 +51,7 @@ def load_state_dict(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or non-tensor pickles
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"{path} is not a readable state_dict (torch.load(weights_only=True) failed: "
-            f"{first_line[:200]})") from None
+        raise WeightsError(_unreadable(path, exc)) from None
     if isinstance(obj, Mapping):
         for nested in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(nested), Mapping):
@@ -65,6 +63,21 @@ def load_state_dict(path: str | Path) -> dict:
     if not tensors or not all(isinstance(k, str) for k in tensors):
         raise WeightsError(f"{path} does not hold a state_dict of named tensors")
     return tensors
+
+
+# torch's own message is for torch users: colour codes, and advice to load with weights_only=False,
+# which runs whatever code the file holds. Ours names what the file is and the safe way out.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    found = _UNSAFE_GLOBAL.search(str(exc))
+    if found:
+        return (f"{path} looks like a pickled model (it holds a {found.group(1)} object, not a "
+                "state_dict); infersweep reads only tensors, never code. Save the weights with "
+                "torch.save(model.state_dict(), 'weights.pt') and pass that file")
+    return (f"{path} is not a readable state_dict: torch.load could not read it "
+            f"({type(exc).__name__}); is it a PyTorch checkpoint, whole and not truncated?")
 
 
 def _strip_wrapper_prefix(state: dict, model_keys: set[str]) -> dict:
@@ -151,3 +164,24 @@ class ModelSource:
         if self._model is None:
             self._model = build_model(self.name, self.weights_path, self.seed)
         return self._model
+
+
+@lru_cache(maxsize=256)
+def input_size_problem(name: str, image_size: int) -> str | None:
+    """Why the model cannot take ``image_size`` x ``image_size`` inputs, or None.
+
+    A dry run on PyTorch's meta device: shapes are propagated, nothing is allocated or computed,
+    so a ViT's fixed 224 px or an input too small for the kernels is found in milliseconds at
+    plan time instead of as a failed case after a long export.
+    """
+    import torch
+    import torchvision
+
+    try:
+        with torch.device("meta"), torch.no_grad():
+            model = torchvision.models.get_model(name, weights=None).eval()
+            model(torch.empty(1, 3, image_size, image_size))
+    except Exception as exc:  # the models' own checks: AssertionError, RuntimeError, ...
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return f"{name} does not take {image_size} px inputs ({text})"
+    return None
