@@ -2,7 +2,8 @@
 generated comparison sentences, on hand-made numbers whose answers are known."""
 
 from infersweep.case import Case
-from infersweep.reports.tables import rows_with_speedup, write_reports
+from infersweep.reports.formats import write_reports
+from infersweep.reports.rows import rows_with_speedup
 from infersweep.results.result import CSV_COLUMNS, Result
 from infersweep.reports.summary import batch_curves, build_summary, comparisons, fastest_configs
 

@@ -16,10 +16,10 @@ What Ray adds, and how it is handled:
   other cases go on in a new task. ``--retries N`` re-schedules crashed cases up to N times.
 - each result says where it ran (``info.host``, ``node_id``, ``gpu_name``, ``gpu_index``); each
   node's environment facts and peaks are kept (store meta ``nodes``), and when a sweep ran on
-  different hardware the report is grouped by it (``write_reports_by_hardware``).
+  different hardware the report is grouped by it (reports/formats.py ``write_reports``).
 
 Ray is optional: this module imports it only when an executor is made, so the rest of infersweep
-(and ``hardware_report``) works without it.
+(and the reports of a Ray sweep) works without it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from pathlib import Path
 
 from infersweep.case import Case
 from infersweep.run.local import LocalExecutor, WorkerJob
-from infersweep.reports.hardware import write_reports_by_hardware
 from infersweep.results.result import Result
 
 INSTALL_HINT = "pip install 'infersweep[ray]'"
@@ -435,8 +434,3 @@ class RayExecutor:
             self.ray.shutdown()  # a local instance stops; a cluster is only disconnected from
         except Exception:
             pass
-
-    def write_reports(self, out_dir: Path, results: list[Result], env: dict, baseline: str,
-                      peaks: dict | None = None, visuals: bool = False, only=None) -> list[dict]:
-        return write_reports_by_hardware(out_dir, results, env, baseline, peaks, visuals, only,
-                                         nodes=self.nodes)
