@@ -47,3 +47,17 @@ def test_report_groups_by_hardware(tmp_path):
     write_reports(single, results[:2], driver, "torch", {}, nodes=nodes)
     text = (single / "report.md").read_text()
     assert "## Hardware" not in text and "CPU Alpha" in text and "CPU Laptop" not in text
+
+
+def test_html_report_of_several_machines_links_each_machine(tmp_path):
+    nodes = {"a": {"env": _env("a", "CPU Alpha", 8), "peaks": {}},
+             "b": {"env": _env("b", "CPU Beta", 16), "peaks": {}}}
+    results = [_result("torch", "a", 1, 10.0), _result("onnxruntime", "a", 1, 5.0),
+               _result("torch", "b", 1, 20.0), _result("onnxruntime", "b", 1, 8.0)]
+    write_reports(tmp_path, results, _env("laptop", "CPU Laptop", 4), "torch", {}, nodes=nodes,
+                  visuals=True)
+    html = (tmp_path / "report.html").read_text()
+    assert "<h2>Hardware</h2>" in html and html.count('/report.html">CPU ') == 2
+    assert not (tmp_path / "plots").exists()  # plots only per machine
+    assert len(list((tmp_path / "hardware").glob("*/report.html"))) == 2
+    assert len(list((tmp_path / "hardware").glob("*/plots/*.png"))) >= 2

@@ -104,9 +104,9 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
     holds a full report per machine. On one kind of machine the report describes that machine
     (not the driver's) with its peaks."""
     peaks = peaks or {}
-    wanted = None if formats is None else set(formats)
+    formats = None if formats is None else tuple(formats)  # read again per machine below
     chosen = [f for f in registry().values()
-              if (wanted is None or f.name in wanted) and (visuals or not f.visual)]
+              if (formats is None or f.name in formats) and (visuals or not f.visual)]
     groups, loose = hardware.group_by_hardware(results, env, peaks, nodes) if nodes \
         else ([], results)
     if len(groups) == 1:

@@ -12,7 +12,7 @@ from html import escape
 
 from infersweep.probes.base import Column
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
-from infersweep.reports.plots import plots_of
+from infersweep.reports.plots import Plot, plots_of
 from infersweep.reports.rows import status_line
 from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
 from infersweep.results import result as resultmod
@@ -150,7 +150,7 @@ def results_html(rows: list[dict], declared: list[Column]) -> str:
             f'<tbody>{"".join(body)}</tbody></table></div></section>')
 
 
-def plots_html(plots: list) -> str:
+def plots_html(plots: list[Plot]) -> str:
     if not plots:
         return "<section><h2>Plots</h2><p>Nothing to plot: no case ran successfully.</p></section>"
     figures = []
@@ -185,7 +185,7 @@ def hardware_html(groups: list) -> str:
             f"Plots and summaries per machine:</p><ul>{links}</ul></section>")
 
 
-def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list,
+def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot],
               hardware: list = ()) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
