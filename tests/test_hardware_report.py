@@ -3,7 +3,8 @@
 import pytest
 
 from infersweep.case import Case
-from infersweep.reports.hardware import hardware_label, write_reports_by_hardware
+from infersweep.reports.formats import write_reports
+from infersweep.reports.hardware import hardware_label
 from infersweep.results.result import Result
 
 
@@ -27,7 +28,7 @@ def test_report_groups_by_hardware(tmp_path):
     results = [_result("torch", "a", 1, 10.0), _result("onnxruntime", "a", 1, 5.0),
                _result("onnxruntime", "b", 8, 20.0)]  # its torch baseline ran nowhere
     driver = _env("laptop", "CPU Laptop", 4)
-    rows = write_reports_by_hardware(tmp_path, results, driver, "torch", {}, nodes=nodes)
+    rows = write_reports(tmp_path, results, driver, "torch", {}, nodes=nodes)
     speedups = {(r["backend"], r["batch_size"]): r["speedup"] for r in rows}
     assert speedups[("onnxruntime", 1)] == pytest.approx(2.0)
     assert speedups[("onnxruntime", 8)] is None
@@ -43,6 +44,20 @@ def test_report_groups_by_hardware(tmp_path):
     # One machine: no grouping, and the report describes the node, not the driver.
     single = tmp_path / "single"
     single.mkdir()
-    write_reports_by_hardware(single, results[:2], driver, "torch", {}, nodes=nodes)
+    write_reports(single, results[:2], driver, "torch", {}, nodes=nodes)
     text = (single / "report.md").read_text()
     assert "## Hardware" not in text and "CPU Alpha" in text and "CPU Laptop" not in text
+
+
+def test_html_report_of_several_machines_links_each_machine(tmp_path):
+    nodes = {"a": {"env": _env("a", "CPU Alpha", 8), "peaks": {}},
+             "b": {"env": _env("b", "CPU Beta", 16), "peaks": {}}}
+    results = [_result("torch", "a", 1, 10.0), _result("onnxruntime", "a", 1, 5.0),
+               _result("torch", "b", 1, 20.0), _result("onnxruntime", "b", 1, 8.0)]
+    write_reports(tmp_path, results, _env("laptop", "CPU Laptop", 4), "torch", {}, nodes=nodes,
+                  visuals=True)
+    html = (tmp_path / "report.html").read_text()
+    assert "<h2>Hardware</h2>" in html and html.count('/report.html">CPU ') == 2
+    assert not (tmp_path / "plots").exists()  # plots only per machine
+    assert len(list((tmp_path / "hardware").glob("*/report.html"))) == 2
+    assert len(list((tmp_path / "hardware").glob("*/plots/*.png"))) >= 2

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from infersweep.case import Case
-from infersweep.reports.tables import write_reports
+from infersweep.reports.formats import write_reports
 from infersweep.results.result import Result
 
 ENV = {"host": "h", "cpu": "Test CPU", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,

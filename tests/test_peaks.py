@@ -3,7 +3,7 @@
 from conftest import cli
 
 from infersweep.probes.peaks import measure_matmul_tflops, table_peak
-from infersweep.reports.tables import add_utilization
+from infersweep.reports.rows import add_utilization
 
 
 def test_gpu_table_maps_precision_to_the_unit_that_runs_it():

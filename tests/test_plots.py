@@ -5,7 +5,8 @@ import random
 
 from infersweep.case import Case
 from infersweep.reports.plots import write_plots
-from infersweep.reports.tables import rows_with_speedup, write_reports
+from infersweep.reports.formats import write_reports
+from infersweep.reports.rows import rows_with_speedup
 from infersweep.results.result import Result
 
 ENV = {"host": "h", "cpu": "c", "cores_usable": 2, "cores_logical": 2, "memory_gib": 1.0,

@@ -2,9 +2,10 @@
 generated comparison sentences, on hand-made numbers whose answers are known."""
 
 from infersweep.case import Case
-from infersweep.reports.tables import rows_with_speedup, write_reports
+from infersweep.reports.formats import write_reports
+from infersweep.reports.rows import rows_with_speedup
 from infersweep.results.result import CSV_COLUMNS, Result
-from infersweep.reports.summary import batch_curves, build_summary, comparisons, fastest_configs
+from infersweep.reports.summary import batch_curves, build_summary, speedup_findings, fastest_configs
 
 ENV = {"host": "h", "cpu": "Test CPU 9000", "cores_usable": 2, "cores_logical": 2,
        "memory_gib": 1.0, "os": "linux", "python": "3.11",
@@ -79,7 +80,7 @@ def test_sentences_from_known_speedups():
     # torch 100 ms at batch 32 and onnxruntime 100/2.3 ms there: 2.3x; at batch 8, 1.5x.
     results = [_ok("torch", 32, 100.0), _ok("onnxruntime", 32, 100.0 / 2.3),
                _ok("torch", 8, 40.0), _ok("onnxruntime", 8, 40.0 / 1.5)]
-    found, missing = comparisons(rows_with_speedup(results, "torch"), "torch", ENV)
+    found, missing = speedup_findings(rows_with_speedup(results, "torch"), "torch", ENV)
     assert missing == []
     (c,) = found
     assert (c.batch_size, c.image_size, round(c.speedup, 6)) == (32, 224, 2.3)
@@ -90,11 +91,11 @@ def test_sentences_from_known_speedups():
 def test_slower_and_about_as_fast_sentences_name_the_gpu():
     slower = rows_with_speedup([_ok("torch", 8, 10.0, device="cuda"),
                                 _ok("onnxruntime", 8, 20.0, device="cuda")], "torch")
-    (c,) = comparisons(slower, "torch", ENV)[0]
+    (c,) = speedup_findings(slower, "torch", ENV)[0]
     assert c.sentence(ENV) == ("onnxruntime is 2.0x slower than torch (speedup 0.50x) on the "
                                "GPU (NVIDIA H200) at batch 8, 224 px (fp32).")
     same = rows_with_speedup([_ok("torch", 8, 10.0), _ok("onnxruntime", 8, 9.8)], "torch")
-    (c,) = comparisons(same, "torch", ENV)[0]
+    (c,) = speedup_findings(same, "torch", ENV)[0]
     assert c.sentence(ENV).startswith("onnxruntime is about as fast as torch (1.02x) on the CPU")
 
 
@@ -102,12 +103,12 @@ def test_missing_baseline_is_said_not_guessed():
     case = Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 224, 8, "synthetic")
     failed_baseline = rows_with_speedup([Result(case, "crashed", reason="SIGSEGV"),
                                          _ok("onnxruntime", 8, 5.0)], "torch")
-    assert comparisons(failed_baseline, "torch", ENV) == (
+    assert speedup_findings(failed_baseline, "torch", ENV) == (
         [], ["The baseline torch has no successful case: no speedups computed."])
     # The baseline ran, but not at fp16: that one comparison is missing, the other one is made.
     partial = rows_with_speedup([_ok("torch", 8, 10.0), _ok("onnxruntime", 8, 5.0),
                                  _ok("onnxruntime", 8, 4.0, precision="fp16")], "torch")
-    found, missing = comparisons(partial, "torch", ENV)
+    found, missing = speedup_findings(partial, "torch", ENV)
     assert [c.precision for c in found] == ["fp32"]
     assert missing == ["No torch result matches onnxruntime on the CPU in fp16: "
                        "no speedup computed."]

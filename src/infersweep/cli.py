@@ -235,10 +235,9 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
     except (OSError, sqlite3.Error) as exc:  # e.g. the disk under --out filled up mid-sweep
         _fail(f"cannot write results to {out_dir}: {exc}. Every case stored before this is "
               "safe in results.sqlite; free space and run the same command to resume")
-    counts: dict[str, int] = {}
-    for row in outcome.rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    from infersweep.reports.rows import status_line
+
+    summary = status_line(outcome.rows)
     if outcome.interrupted:
         console.print(f"[yellow]interrupted[/]: {summary}; run the same command again to resume")
         raise typer.Exit(130)
@@ -310,9 +309,6 @@ def estimate_line(cases: list[Case], quick: bool) -> str:
     return f"estimated time: {total / 60:.1f} min from earlier runs{note}"
 
 
-REPORT_FILES = {"md": "report.md", "csv": "results.csv", "json": "results.json",
-                "html": "report.html", "plots": "plots/"}
-
 
 @app.command()
 def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
@@ -321,7 +317,7 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
                "--format", help="which outputs to rewrite, comma-separated: md, csv, json, html, "
                                 "plots (html draws the plots it embeds) [all]")] = None):
     """Regenerate the output files of DIR from DIR/results.sqlite (--only: matching rows)."""
-    from infersweep.reports.tables import FORMATS
+    from infersweep.reports.formats import FORMATS, files_written
     from infersweep.sweep import rebuild_reports
 
     if not (out_dir / "results.sqlite").is_file():
@@ -338,8 +334,7 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
     rows = rebuild_reports(out_dir, baseline, only_filter, chosen)
     if only and not rows:
         console.print(f"no case in {out_dir} matches --only {only!r}")
-    written = [REPORT_FILES[f] for f in chosen] + (["plots/"] if "html" in chosen else [])
-    console.print(f"{len(rows)} cases. Wrote {out_dir}/: {', '.join(dict.fromkeys(written))}")
+    console.print(f"{len(rows)} cases. Wrote {out_dir}/: {', '.join(files_written(chosen))}")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from infersweep.run.executor import Executor, make_executor
 from infersweep.run.protocol import WorkerJob
 from infersweep.probes.peaks import peak_for
 from infersweep.grid.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
-from infersweep.reports.tables import FORMATS, write_reports
+from infersweep.reports.formats import write_reports
 from infersweep.results.result import Result
 from infersweep.grid.spec import Spec
 from infersweep.results.store import Store
@@ -55,14 +55,11 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                                  ray_address=spec.ray_address, retries=spec.retries, store=store)
         gpu_present = gpu_present or bool(executor.gpu_count())
 
-        def write(*args, **kwargs):
-            # With Ray, reports describe the machines the cases ran on, grouped when they differ.
-            nodes = store.get_meta("nodes")
-            if nodes:
-                from infersweep.reports.hardware import write_reports_by_hardware
+        def write(*args, **kwargs) -> list[dict]:
+            # The machines the cases ran on (a Ray sweep keeps them in the store's meta
+            # "nodes"): reports describe them, grouped when they differ.
+            return write_reports(*args, nodes=store.get_meta("nodes"), **kwargs)
 
-                return write_reports_by_hardware(*args, **kwargs, nodes=nodes)
-            return write_reports(*args, **kwargs)
         if fresh:
             store.delete_all()
         env = envmod.collect()
@@ -132,20 +129,15 @@ def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case
 
 
 def rebuild_reports(out_dir: Path, baseline: str | None = None,
-                    only: Filter | None = None, formats=FORMATS) -> list[dict]:
+                    only: Filter | None = None, formats=None) -> list[dict]:
+    """formats: names of report formats (formats.FORMATS); None: all of them."""
     store = Store(out_dir / "results.sqlite")
     try:
         spec = store.get_meta("spec", {})
         env = store.get_meta("env") or envmod.collect()
-        write = write_reports
-        nodes = store.get_meta("nodes")  # a Ray sweep: the machines its cases ran on
-        if nodes:
-            from functools import partial
-
-            from infersweep.reports.hardware import write_reports_by_hardware
-
-            write = partial(write_reports_by_hardware, nodes=nodes)
-        return write(out_dir, store.results(), env, baseline or spec.get("baseline") or "torch",
-                     store.get_meta("peaks", {}), visuals=True, only=only, formats=formats)
+        return write_reports(out_dir, store.results(), env,
+                             baseline or spec.get("baseline") or "torch",
+                             store.get_meta("peaks", {}), nodes=store.get_meta("nodes"),
+                             visuals=True, only=only, formats=formats)
     finally:
         store.close()

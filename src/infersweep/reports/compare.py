@@ -65,7 +65,7 @@ class CompareError(ValueError):
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Pair:
     """One matched pair. ratio and the interval are None when the pair was not compared."""
     a: Case
     b: Case
@@ -98,8 +98,10 @@ class Comparison:
 
 
 @dataclass
-class CompareResult:
-    pairs: list[Comparison]
+class Comparison:
+    """Run B against run A (or group B against group A of one run): the matched pairs, with what
+    could not be paired."""
+    pairs: list[Pair]
     only_a: list  # Results of A with no partner in B
     only_b: list
     ambiguous: list[tuple[list, list]]  # (A results, B results) sharing one match key
@@ -117,6 +119,9 @@ class CompareResult:
         for p in self.pairs:
             out[p.verdict] += 1
         return out
+
+
+CompareResult = Comparison  # its name before the stage-folder layout
 
 
 def differing_fields(a_filter: Filter | None, b_filter: Filter | None) -> tuple[str, ...]:
@@ -139,7 +144,7 @@ def differing_fields(a_filter: Filter | None, b_filter: Filter | None) -> tuple[
 def compare(results_a: list, results_b: list, *, a_filter: Filter | None = None,
             b_filter: Filter | None = None, only: Filter | None = None, a_name: str = "A",
             b_name: str = "B", resamples: int = RESAMPLES, seed: int = SEED,
-            confidence: float = CONFIDENCE, margin: float = MARGIN) -> CompareResult:
+            confidence: float = CONFIDENCE, margin: float = MARGIN) -> Comparison:
     """Pair A's results with B's and compare each pair's latency.
 
     Two runs: compare(results_of_run_a, results_of_run_b, only=...).
@@ -173,13 +178,13 @@ def compare(results_a: list, results_b: list, *, a_filter: Filter | None = None,
     pairs = [compare_pair(a, b, resamples=resamples, seed=seed, confidence=confidence,
                           margin=margin, label=_label(a.case, [f for f in kept if f not in common] or kept))
              for a, b in pairs_found]
-    return CompareResult(pairs, only_a, only_b, ambiguous, ignored, a_name, b_name, common,
-                         resamples, seed, confidence, margin)
+    return Comparison(pairs, only_a, only_b, ambiguous, ignored, a_name, b_name, common,
+                      resamples, seed, confidence, margin)
 
 
 def compare_pair(a, b, *, resamples: int = RESAMPLES, seed: int = SEED,
                  confidence: float = CONFIDENCE, margin: float = MARGIN,
-                 label: str = "") -> Comparison:
+                 label: str = "") -> Pair:
     """Compare two Results (anything with .case, .status, .samples_ms)."""
     xa = np.asarray(a.samples_ms if a.status == "ok" else [], dtype=np.float64)
     xb = np.asarray(b.samples_ms if b.status == "ok" else [], dtype=np.float64)
@@ -190,8 +195,8 @@ def compare_pair(a, b, *, resamples: int = RESAMPLES, seed: int = SEED,
                   label=label or a.case.label)
     note = _why_not(a, xa, "A") or _why_not(b, xb, "B")
     if note:
-        return Comparison(ratio=None, ci_low=None, ci_high=None, verdict=NOT_COMPARED, note=note,
-                          **common)
+        return Pair(ratio=None, ci_low=None, ci_high=None, verdict=NOT_COMPARED, note=note,
+                    **common)
     rng = np.random.default_rng([seed, int(a.case.case_id, 16), int(b.case.case_id, 16)])
     boot = bootstrap_medians(xb, resamples, rng) / bootstrap_medians(xa, resamples, rng)
     tail = (1 - confidence) / 2 * 100
@@ -199,7 +204,7 @@ def compare_pair(a, b, *, resamples: int = RESAMPLES, seed: int = SEED,
     ratio = med_b / med_a
     verdict = (FASTER if high < 1 and ratio < 1 - margin else
                SLOWER if low > 1 and ratio > 1 + margin else NO_DIFFERENCE)
-    return Comparison(ratio=ratio, ci_low=low, ci_high=high, verdict=verdict, **common)
+    return Pair(ratio=ratio, ci_low=low, ci_high=high, verdict=verdict, **common)
 
 
 def bootstrap_medians(samples, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -225,18 +230,18 @@ def bootstrap_medians(samples, resamples: int, rng: np.random.Generator) -> np.n
     return out
 
 
-def regressions(comparisons, threshold: float) -> list[Comparison]:
+def regressions(pairs, threshold: float) -> list[Pair]:
     """Pairs where B is slower than A by more than ``threshold`` (0.05 = 5%) with confidence:
     the interval's lower bound exceeds 1 + threshold. Point estimates above the threshold whose
     interval reaches below it do not count (noise must not fail a CI gate)."""
     if threshold < 0:
         raise CompareError(f"threshold must be >= 0, not {threshold}")
-    return [p for p in _pairs(comparisons) if p.ci_low is not None and p.ci_low > 1 + threshold]
+    return [p for p in _pairs(pairs) if p.ci_low is not None and p.ci_low > 1 + threshold]
 
 
-def newly_failing(comparisons) -> list[Comparison]:
+def newly_failing(pairs) -> list[Pair]:
     """Pairs that were ok in A and are not ok in B (crashed, oom, timeout, ...)."""
-    return [p for p in _pairs(comparisons) if p.a_status == "ok" and p.b_status != "ok"]
+    return [p for p in _pairs(pairs) if p.a_status == "ok" and p.b_status != "ok"]
 
 
 def parse_fraction(text: str) -> float:
@@ -260,7 +265,7 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-def to_markdown(result: CompareResult) -> str:
+def to_markdown(result: Comparison) -> str:
     ignored = ", ".join(result.ignored)
     a_desc, b_desc = result.a_name, result.b_name
     pct = f"{result.confidence:.0%}"
@@ -310,7 +315,7 @@ def to_markdown(result: CompareResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(result: CompareResult) -> str:
+def to_json(result: Comparison) -> str:
     def side(results):
         return [{**r.case.to_dict(), "case_id": r.case.case_id, "status": r.status}
                 for r in results]
@@ -330,8 +335,9 @@ def to_json(result: CompareResult) -> str:
     }, indent=1)
 
 
-def _pairs(comparisons) -> Iterable[Comparison]:
-    return comparisons.pairs if isinstance(comparisons, CompareResult) else comparisons
+def _pairs(pairs) -> Iterable[Pair]:
+    """The pairs of a Comparison, or a list of pairs as it is."""
+    return pairs.pairs if isinstance(pairs, Comparison) else pairs
 
 
 def _why_not(result, samples: np.ndarray, side: str) -> str:

@@ -1,18 +1,16 @@
-"""Reports for a sweep whose cases ran on several machines (a Ray cluster), from stored data alone.
+"""Which machine each case of a sweep ran on (a Ray cluster), from stored data alone.
 
 Speedups and utilisation are only meaningful within one machine: a case on one node against a
 baseline measured on another compares hardware, not runtimes. So results are grouped by the
 hardware they ran on (``info.host`` plus the node facts kept in the store's meta ``nodes``).
+The grouping is all this module does; formats.write_reports writes the reports of each group.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from infersweep.reports.tables import (FORMATS, _atomic_write, add_utilization, csv_text, json_text,
-                               markdown_text, rows_with_speedup, write_reports)
 from infersweep.results.result import Result
 
 NOT_RUN = ("unsupported", "unavailable")
@@ -27,24 +25,30 @@ def hardware_label(env: dict) -> str:
     return label + "".join(f" + {n}x {name}" for name, n in sorted(names.items()))
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "hardware"
 
 
 @dataclass
-class _Hardware:
+class Hardware:
+    """One kind of machine and the results measured on it."""
     label: str
     env: dict
     peaks: dict
     hosts: set = field(default_factory=set)
     results: list = field(default_factory=list)
 
+    @property
+    def folder(self) -> str:
+        """Where its own full report goes, relative to the run directory."""
+        return f"hardware/{slug(self.label)}"
 
-def _hardware_groups(results: list[Result], driver_env: dict, driver_peaks: dict,
-                     nodes: dict) -> tuple[dict[str, _Hardware], list[Result]]:
-    """Results by the hardware they ran on, and the results tied to no hardware (not run, or a
-    Ray task lost before it said where it was)."""
-    groups: dict[str, _Hardware] = {}
+
+def group_by_hardware(results: list[Result], driver_env: dict, driver_peaks: dict,
+                      nodes: dict) -> tuple[list[Hardware], list[Result]]:
+    """Results by the hardware they ran on (ordered by label), and the results tied to no
+    hardware (not run, or a Ray task lost before it said where it was)."""
+    groups: dict[str, Hardware] = {}
     loose = []
     driver_label = hardware_label(driver_env)
     for r in results:
@@ -60,14 +64,14 @@ def _hardware_groups(results: list[Result], driver_env: dict, driver_peaks: dict
         if label not in groups:
             # The driver measured its own peaks: valid on a node only if it is the same hardware.
             base = dict(driver_peaks) if label == driver_label else {}
-            groups[label] = _Hardware(label, env, base)
+            groups[label] = Hardware(label, env, base)
         groups[label].peaks.update(peaks)
         groups[label].hosts.add(host)
         groups[label].results.append(r)
-    return groups, loose
+    return sorted(groups.values(), key=lambda g: g.label), loose
 
 
-def _combined_env(groups: list[_Hardware], driver_env: dict) -> dict:
+def combined_env(groups: list[Hardware], driver_env: dict) -> dict:
     """One environment describing several machines, for the report's Environment section."""
     env = dict(driver_env)
     env["host"] = ", ".join(sorted(h for g in groups for h in g.hosts if h))
@@ -79,68 +83,3 @@ def _combined_env(groups: list[_Hardware], driver_env: dict) -> dict:
     env["gpus"] = [{**gpu, "index": f"{host}:{gpu['index']}"} for g in groups
                    for host in sorted(g.hosts)[:1] for gpu in g.env.get("gpus") or []]
     return env
-
-
-def write_reports_by_hardware(out_dir: Path, results: list[Result], env: dict, baseline: str,
-                              peaks: dict | None = None, visuals: bool = False, only=None,
-                              formats=FORMATS, *, nodes: dict) -> list[dict]:
-    """write_reports, aware of where each case ran. On one kind of machine: the report describes
-    that machine (not the driver's) with its peaks. On several: speedups and utilisation are
-    computed within each machine (never a case on one against a baseline on another), the table
-    is grouped by machine, and DIR/hardware/<machine>/ holds a full report per machine."""
-    peaks = peaks or {}
-    groups, loose = _hardware_groups(results, env, peaks, nodes)
-    if len(groups) <= 1:
-        single = next(iter(groups.values()), None)
-        return write_reports(out_dir, results, single.env if single else env, baseline,
-                             single.peaks if single else peaks, visuals, only, formats)
-
-    ordered = sorted(groups.values(), key=lambda g: g.label)
-    rows = []
-    for i, group in enumerate(ordered):
-        group_rows = rows_with_speedup(group.results + (loose if i == 0 else []), baseline)
-        add_utilization(group_rows, group.peaks)
-        rows += group_rows
-    if only is not None:  # after the speedups, as write_reports does
-        rows = [r for r in rows if only.matches(r)]
-    combined = _combined_env(ordered, env)
-    if "csv" in formats:
-        _atomic_write(out_dir / "results.csv", csv_text(rows))
-    if "json" in formats:
-        _atomic_write(out_dir / "results.json", json_text(rows, results, combined, baseline))
-    text = markdown_text(rows, combined, baseline, out_dir.name, {})
-    lines = ["", "## Hardware", "",
-             f"This sweep ran on {len(ordered)} kinds of machine. The table above is grouped by "
-             "machine in this order; each speedup compares cases measured on the same machine, "
-             "and utilisation uses that machine's peak. Each machine has its own full report:", "",
-             "| hardware | hosts | cases | peaks | report |", "|---|---|---:|---|---|"]
-    for group in ordered:
-        sub = out_dir / "hardware" / _slug(group.label)
-        sub.mkdir(parents=True, exist_ok=True)
-        write_reports(sub, group.results, group.env, baseline, group.peaks, visuals, only,
-                      formats)
-        peak_text = "; ".join(f"{k.replace(':', ' ')} {p['tflops']:g} TFLOP/s"
-                              for k, p in sorted(group.peaks.items()))
-        link = f"hardware/{sub.name}/report.md"
-        lines.append(f"| {group.label} | {', '.join(sorted(h for h in group.hosts if h))} "
-                     f"| {len(group.results)} | {peak_text} | [{link}]({link}) |")
-    if "md" in formats:
-        _atomic_write(out_dir / "report.md", text + "\n".join(lines) + "\n")
-    if visuals and "html" in formats:
-        # No plots here: a line through cases of several machines would mean nothing. Each
-        # machine's report.html has its plots.
-        from html import escape
-
-        from infersweep.reports.html import html_text
-
-        links = "".join(f'<li><a href="hardware/{_slug(g.label)}/report.html">{escape(g.label)}'
-                        f"</a> ({len(g.results)} cases on "
-                        f"{escape(', '.join(sorted(h for h in g.hosts if h)))})</li>"
-                        for g in ordered)
-        section = (f"<section><h2>Hardware</h2><p>This sweep ran on {len(ordered)} kinds of "
-                   "machine; the table is grouped by machine, speedups are within one machine. "
-                   f"Plots and summaries per machine:</p><ul>{links}</ul></section>")
-        html = html_text(rows, combined, baseline, out_dir.name, []).replace(
-            "<script>", section + "<script>", 1)
-        _atomic_write(out_dir / "report.html", html)
-    return rows

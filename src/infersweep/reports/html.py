@@ -8,27 +8,14 @@ network access: it must look the same there as here.
 from __future__ import annotations
 
 import base64
-import os
 from html import escape
-from pathlib import Path
 
-from infersweep.reports.plots import Plot, write_plots
-from infersweep.results.result import Result
+from infersweep.probes.base import Column
+from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
+from infersweep.reports.plots import Plot, plots_of
+from infersweep.reports.rows import status_line
 from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
-
-# (row key, header, number format or None for text)
-TABLE_COLUMNS = [
-    ("backend", "backend", None), ("options", "options", None), ("device", "device", None),
-    ("precision", "precision", None), ("image_size", "size (px)", "d"),
-    ("batch_size", "batch", "d"), ("data", "data", None), ("status", "status", None),
-    ("latency_ms_median", "latency median (ms)", ".3f"), ("latency_ms_std", "std (ms)", ".3f"),
-    ("latency_ms_p99", "p99 (ms)", ".3f"), ("per_image_ms", "per image (ms)", ".3f"),
-    ("throughput_ips", "throughput (img/s)", ".1f"),
-    ("throughput_pipelined_ips", "pipelined (img/s)", ".1f"),
-    ("peak_memory_mb", "memory (MB)", ".1f"), ("speedup", "speedup (x)", ".2f"),
-    ("gflops_per_image", "GFLOPs/img", ".2f"), ("utilization_pct", "utilization (%)", ".1f"),
-    ("cosine", "cosine vs fp32", ".5f"), ("top1_agreement", "top-1 agreement", ".3f"),
-]
+from infersweep.results import result as resultmod
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px;
@@ -137,16 +124,18 @@ def summary_html(summary: Summary) -> str:
     return "".join(parts) + "</section>"
 
 
-def results_html(rows: list[dict]) -> str:
+def results_html(rows: list[dict], declared: list[Column]) -> str:
+    """The sortable table of the declared in-table columns (results.result.columns())."""
     # Columns nobody measured (pipelined on a CPU-only run, options never set) only add width.
-    columns = [c for c in TABLE_COLUMNS if any(r[c[0]] not in (None, "") for r in rows)]
-    head = "".join(f'<th data-type="{"num" if fmt else "text"}">{escape(h)}</th>'
-                   for _, h, fmt in columns)
+    columns = [c for c in declared
+               if c.in_table and any(r.get(c.name) not in (None, "") for r in rows)]
+    head = "".join(f'<th data-type="{"num" if c.fmt else "text"}">{escape(c.title)}</th>'
+                   for c in columns)
     body = []
     for r in rows:
         cells = []
-        for key, _, fmt in columns:
-            value = r[key]
+        for column in columns:
+            value, fmt = r.get(column.name), column.fmt
             if fmt:  # the raw number sorts; the formatted one is shown
                 raw = "" if value is None else repr(float(value))
                 cells.append(f'<td class="num" data-sort="{raw}">{_fmt(value, fmt)}</td>')
@@ -186,31 +175,38 @@ def failures_html(rows: list[dict]) -> str:
         attrs=' id="failures"') + "</section>"
 
 
-def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot]) -> str:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    status_line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+def hardware_html(groups: list) -> str:
+    """Where the per-machine reports are, for a sweep that ran on several kinds of machine."""
+    links = "".join(f'<li><a href="{escape(g.folder)}/report.html">{escape(g.label)}</a> '
+                    f"({len(g.results)} cases on "
+                    f"{escape(', '.join(sorted(h for h in g.hosts if h)))})</li>" for g in groups)
+    return (f"<section><h2>Hardware</h2><p>This sweep ran on {len(groups)} kinds of "
+            "machine; the table is grouped by machine, speedups are within one machine. "
+            f"Plots and summaries per machine:</p><ul>{links}</ul></section>")
+
+
+def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot],
+              hardware: list = ()) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>infersweep report: {escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>infersweep report: {escape(title)}</h1>"
-            f"<p>{len(rows)} cases: {escape(status_line)}. Speedup is relative to "
+            f"<p>{len(rows)} cases: {escape(status_line(rows))}. Speedup is relative to "
             f"<b>{escape(baseline)}</b> at the same device, precision, image size, batch and "
             f"data.</p>"
-            + summary_html(build_summary(rows, env, baseline)) + results_html(rows)
-            + plots_html(plots) + failures_html(rows)
+            + summary_html(build_summary(rows, env, baseline))
+            + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
+            + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")
 
 
-def write_visuals(out_dir: Path, rows: list[dict], results: list[Result], env: dict,
-                  baseline: str, html: bool = True) -> list[Plot]:
-    """DIR/plots/*.png|svg and (html) DIR/report.html, written atomically like the other reports."""
-    plots = write_plots(out_dir, rows, results, baseline)
-    if not html:
-        return plots
-    path = out_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(html_text(rows, env, baseline, out_dir.name, plots), encoding="utf-8")
-    os.replace(tmp, path)
-    return plots
+def write(ctx: ReportContext) -> None:
+    # Several machines: no plots here, a line through cases of several machines would mean
+    # nothing; each machine's own report.html has its plots.
+    plots = [] if ctx.hardware else plots_of(ctx)
+    atomic_write(ctx.out_dir / "report.html", html_text(
+        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware))
+
+
+# html embeds the plots, so it draws them too.
+REPORT_FORMATS = [ReportFormat("html", ("report.html", "plots/"), write, visual=True)]

@@ -156,7 +156,7 @@ def _times(x: float) -> str:
 
 
 @dataclass
-class Comparison:
+class SpeedupFinding:
     """One backend against the baseline on one device and precision."""
     runtime: str
     baseline: str
@@ -184,9 +184,11 @@ class Comparison:
         return f"{head} {where}{spread})."
 
 
-def comparisons(rows: list[dict], baseline: str, env: dict) -> tuple[list[Comparison], list[str]]:
-    """Comparisons for every backend with a speedup, and sentences saying where none could be
-    made (the baseline failed or was not run): a missing number is said, never guessed."""
+def speedup_findings(rows: list[dict], baseline: str,
+                     env: dict) -> tuple[list[SpeedupFinding], list[str]]:
+    """How each backend with a speedup fares against the baseline, and sentences saying where
+    none could be found (the baseline failed or was not run): a missing number is said, never
+    guessed."""
     groups: dict[tuple, list[dict]] = {}
     for r in measured(rows):
         if r["backend"] != baseline:
@@ -203,9 +205,9 @@ def comparisons(rows: list[dict], baseline: str, env: dict) -> tuple[list[Compar
             continue
         top = max(matched, key=lambda r: r["throughput_ips"])
         speedups = [r["speedup"] for r in matched]
-        found.append(Comparison(runtime, baseline, device, precision, top["speedup"],
-                                top["batch_size"], top["image_size"], min(speedups),
-                                max(speedups), len(matched)))
+        found.append(SpeedupFinding(runtime, baseline, device, precision, top["speedup"],
+                                    top["batch_size"], top["image_size"], min(speedups),
+                                    max(speedups), len(matched)))
     return found, missing
 
 
@@ -236,7 +238,7 @@ class Summary:
 
 
 def build_summary(rows: list[dict], env: dict, baseline: str) -> Summary:
-    found, missing = comparisons(rows, baseline, env)
+    found, missing = speedup_findings(rows, baseline, env)
     return Summary(environment_lines(env), [c.sentence(env) for c in found] + missing,
                    fastest_configs(rows), batch_curves(rows), varying_fields(rows), baseline)
 

@@ -16,7 +16,7 @@ What Ray adds, and how it is handled:
   other cases go on in a new task. ``--retries N`` re-schedules crashed cases up to N times.
 - each result says where it ran (``info.host``, ``node_id``, ``gpu_name``, ``gpu_index``); each
   node's environment facts and peaks are kept (store meta ``nodes``), and when a sweep ran on
-  different hardware the report is grouped by it (reports/hardware.py).
+  different hardware the report is grouped by it (reports/formats.py ``write_reports``).
 
 Ray is optional: this module imports it only when an executor is made, so the rest of infersweep
 (and the reports of a Ray sweep) works without it.

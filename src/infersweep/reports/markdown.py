@@ -1,0 +1,189 @@
+"""report.md: summary, environment, how the numbers were measured, the results table, failures.
+
+The results table is rendered from the column declarations (results.result.columns()), so a
+column a probe declares appears here without editing this module. A few cells join several
+columns into one a reader scans faster ("backend (options)", the input shape, "median ± std");
+they lead the table, the status ends it, every other declared column sits between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from infersweep.env import describe, has_int8_dot_product
+from infersweep.probes.base import Column
+from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
+from infersweep.reports.rows import status_line
+from infersweep.reports.summary import build_summary, markdown_lines
+from infersweep.results import result as resultmod
+
+
+def _ms(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f} ms" if value < 100 else f"{value:.1f} ms"
+
+
+def _text(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One column of the report.md table: its header, alignment and how a row fills it."""
+    title: str
+    numeric: bool
+    render: Callable[[dict], str]
+    covers: tuple[str, ...] = ()  # the declared columns it shows
+
+
+def _time_batch(r: dict) -> str:
+    if r["status"] != "ok":
+        return ""
+    return f"{_ms(r['latency_ms_median'])} ± {r['latency_ms_std']:.3f}"
+
+
+COMPOSITE = {
+    "backend": Cell("backend", False, lambda r: _text(
+        f"{r['backend']} ({r['options']})" if r["options"] else r["backend"]),
+        ("backend", "options")),
+    "shape": Cell("shape", False,
+                  lambda r: f"({r['batch_size']}, 3, {r['image_size']}, {r['image_size']})",
+                  ("image_size", "batch_size")),
+    "time (batch)": Cell("time (batch)", True, _time_batch,
+                         ("latency_ms_median", "latency_ms_std")),
+}
+# What the case is, first (composite cells by their title, other columns by name); status last.
+LEADING = ("backend", "data", "precision", "device", "shape", "time (batch)")
+TRAILING = ("status",)
+
+
+def column_cell(column: Column) -> Cell:
+    """A declared column as a report.md cell: the value carries its unit ("12.5 MB"), so the
+    header drops it ("memory", not "memory (MB)")."""
+    unit = column.unit.strip()
+    title = column.title.removesuffix(f" ({unit})") if unit else column.title
+
+    def render(row: dict) -> str:
+        value = row.get(column.name)
+        if value is None or value == "":
+            return ""
+        return f"{value:{column.fmt}}{column.unit}" if column.fmt else _text(value)
+
+    return Cell(title, column.fmt is not None, render, (column.name,))
+
+
+def table_cells(columns: list[Column]) -> list[Cell]:
+    """The table's cells from the declarations: leading, declared order, trailing."""
+    declared = {c.name: column_cell(c) for c in columns if c.in_table}
+    placed = {name for key in LEADING + TRAILING
+              for name in (COMPOSITE[key].covers if key in COMPOSITE else (key,))}
+
+    def cell(key: str) -> Cell | None:
+        return COMPOSITE.get(key) or declared.get(key)
+
+    middle = [c for name, c in declared.items() if name not in placed]
+    return [c for c in map(cell, LEADING) if c] + middle + [c for c in map(cell, TRAILING) if c]
+
+
+def results_table(rows: list[dict], columns: list[Column]) -> list[str]:
+    cells = table_cells(columns)
+    lines = ["| " + " | ".join(c.title for c in cells) + " |",
+             "|" + "|".join("---:" if c.numeric else "---" for c in cells) + "|"]
+    lines += ["| " + " | ".join(c.render(r) for c in cells) + " |" for r in rows]
+    return lines
+
+
+def _above_peak_notes(rows: list[dict]) -> list[str]:
+    """A utilisation over 100% is not an error to hide: a measured peak is what one library's
+    matrix product reaches on this machine, and a runtime's convolution kernels (e.g. ONNX
+    Runtime's on AVX-512) can beat it. Say so next to the figure instead of capping it."""
+    above = sorted({f"{r['device']} {r['precision']}" for r in rows
+                    if (r.get("utilization_pct") or 0) > 100})
+    if not above:
+        return []
+    return [f"- utilisation above 100% ({', '.join(above)}): the case ran faster than the "
+            "measured peak. That peak is the best matrix product a library reached on this "
+            "machine, a lower bound of what the hardware can do, not its limit; compare such "
+            "rows with each other, not with 100%."]
+
+
+def _method(rows: list[dict], baseline: str, peaks: dict) -> list[str]:
+    memory_sources = sorted({r["memory_source"] for r in rows if r["memory_source"]})
+    return [
+        "## How these numbers were measured", "",
+        "- time (batch): median wall-clock latency of one batch, synchronized, inputs already "
+        "where the runtime needs them; after a cold run and a warmup that lasted until the "
+        "running median settled. ± is the standard deviation.",
+        "- time (per image) = median / batch size; throughput = batch size / median.",
+        "- pipelined (GPU only): images/s over N back-to-back runs with one synchronize at "
+        "the end, so the launch queue stays full (what a serving system sees).",
+        f"- speedup = median of `{baseline}` / median of the row, at the same device, "
+        "precision, image size, batch size and data; empty where there is no such "
+        f"`{baseline}` row.",
+        "- GFLOPs per image from torch.utils.flop_counter at the real input shape "
+        "(FLOPs = 2 x multiply-adds); achieved TFLOP/s = FLOPs x batch / median; "
+        "utilisation = achieved / peak of the device in the case's precision.",
+        *[f"- peak used for {key.replace(':', ' ')}: {p['tflops']:g} TFLOP/s ({p['source']})"
+          for key, p in sorted(peaks.items())],
+        *_above_peak_notes(rows),
+        "- agreement: outputs against fp32 eager PyTorch on the CPU, same batch: max abs "
+        "error, worst per-image cosine, top-1 agreement; accuracy where the data folder "
+        "has one subfolder per class.",
+        *[f"- memory: {src}" for src in memory_sources], ""]
+
+
+def _problems(rows: list[dict]) -> list[str]:
+    problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
+    if not problems:
+        return []
+    lines = ["", "## Cases that did not run cleanly", "", "| case | status | reason |",
+             "|---|---|---|"]
+    for r in problems:
+        label = (f"{r['backend']} {r['device']} {r['precision']} {r['image_size']}px "
+                 f"bs{r['batch_size']} {r['data']}")
+        why = r["reason"] or f"warning: {r['warnings']}"
+        lines.append(f"| {label} | {r['status']} | {_text(why)} |")
+    return lines
+
+
+def _hardware(groups: list) -> list[str]:
+    lines = ["", "## Hardware", "",
+             f"This sweep ran on {len(groups)} kinds of machine. The table above is grouped by "
+             "machine in this order; each speedup compares cases measured on the same machine, "
+             "and utilisation uses that machine's peak. Each machine has its own full report:", "",
+             "| hardware | hosts | cases | peaks | report |", "|---|---|---:|---|---|"]
+    for group in groups:
+        peak_text = "; ".join(f"{k.replace(':', ' ')} {p['tflops']:g} TFLOP/s"
+                              for k, p in sorted(group.peaks.items()))
+        link = f"{group.folder}/report.md"
+        lines.append(f"| {group.label} | {', '.join(sorted(h for h in group.hosts if h))} "
+                     f"| {len(group.results)} | {peak_text} | [{link}]({link}) |")
+    return lines
+
+
+def markdown_text(ctx: ReportContext) -> str:
+    rows, env = ctx.rows, ctx.env
+    lines = [f"# infersweep report: {ctx.title}", "",
+             f"{len(rows)} cases: {status_line(rows)}", "",
+             *markdown_lines(build_summary(rows, env, ctx.baseline)),
+             "## Environment", "", "| | |", "|---|---|",
+             *[f"| {label} | {value} |" for label, value in describe(env)], "",
+             *_method(rows, ctx.baseline, ctx.peaks),
+             "## Results", "", *results_table(rows, resultmod.columns())]
+    if any(r["precision"] == "int8" and r["device"] == "cpu" for r in rows) \
+            and not has_int8_dot_product(env):
+        lines += ["", "Note: this CPU has no VNNI/AMX int8 dot-product instructions; INT8 often "
+                      "brings no speedup on such CPUs."]
+    lines += _problems(rows)
+    if ctx.hardware:
+        lines += _hardware(ctx.hardware)
+    return "\n".join(lines) + "\n"
+
+
+def write(ctx: ReportContext) -> None:
+    atomic_write(ctx.out_dir / "report.md", markdown_text(ctx))
+
+
+REPORT_FORMATS = [ReportFormat("md", ("report.md",), write)]
