@@ -88,6 +88,9 @@ class Backend:
     option_defaults: dict = field(default_factory=dict)
     option_choices: dict = field(default_factory=dict)  # option -> allowed values, where limited
     option_devices: dict = field(default_factory=dict)  # option -> devices it means anything on
+    # "torch": its GPU memory lives in PyTorch's caching allocator, whose reserved peak is a
+    # stand-in for the GPU memory probe where NVML is unavailable. "": the allocator is not known.
+    memory_allocator: str = ""
 
     def available(self, device: str) -> str | None:
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]

@@ -72,4 +72,5 @@ BACKENDS = [TorchCompile(
     option_defaults={"mode": "default", "cudagraphs": "auto", "channels_last": False},
     option_choices={"mode": MODES, "cudagraphs": ("auto", "true", "false")},
     option_devices={"cudagraphs": ("cuda",)},
+    memory_allocator="torch",
 )]

@@ -100,4 +100,5 @@ BACKENDS = [TorchEager(
     name="torch", devices=("cpu", "cuda"), precisions=TORCH_PRECISIONS,
     packages=("torch", "torchvision"), install_hint="pip install torch torchvision",
     option_defaults={"channels_last": False},
+    memory_allocator="torch",
 )]

@@ -261,4 +261,5 @@ BACKENDS = [TorchTensorRT(
     packages=("torch", "torch_tensorrt"),
     install_hint="pip install torch-tensorrt (from NVIDIA's index, matching your torch and CUDA)",
     option_defaults=dict(PROFILE_DEFAULTS),
+    memory_allocator="torch",
 )]

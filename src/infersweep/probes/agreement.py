@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+
 # Worst per-image cosine similarity that still counts as "computes the same function".
 # fp32 on GPUs runs convolutions in TF32 by default (~1e-3 relative error): still above 0.9999.
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99, "amp": 0.99, "bf16": 0.98, "int8": 0.95}
@@ -32,7 +34,7 @@ class Agreement:
         return []
 
 
-def compare(output: np.ndarray, reference: np.ndarray) -> Agreement:
+def measure_agreement(output: np.ndarray, reference: np.ndarray) -> Agreement:
     out = np.asarray(output, dtype=np.float64).reshape(len(reference), -1)
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     if out.shape != ref.shape:
@@ -45,14 +47,42 @@ def compare(output: np.ndarray, reference: np.ndarray) -> Agreement:
                      top1_agreement=float(np.mean(out.argmax(1) == ref.argmax(1))))
 
 
-def reference_logits(source, batch: np.ndarray, key: dict, cache) -> np.ndarray:
+def reference_logits(source, host_batch: np.ndarray, key: dict, cache) -> np.ndarray:
     """fp32 eager CPU logits for this batch, computed once and cached as .npy."""
     import torch
 
     def build(out_dir):
         with torch.inference_mode():
-            logits = source.model()(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+            logits = source.model()(torch.from_numpy(np.ascontiguousarray(host_batch))).numpy()
         np.save(out_dir / "logits.npy", logits)
 
     entry, _ = cache.get_or_build("reference", {**key, "torch": torch.__version__}, build)
     return np.load(entry / "logits.npy")
+
+
+MAX_ABS_ERR = Column("max_abs_err", "max abs err", ".3g", in_table=False)
+COSINE = Column("cosine", "cosine vs fp32", ".5f")
+TOP1_AGREEMENT = Column("top1_agreement", "top-1 agreement", ".3f")
+
+
+class ReferenceAgreement(Probe):
+    """The case's last timed output against the fp32 reference on the same host batch."""
+    name = "agreement"
+    columns = (MAX_ABS_ERR, COSINE, TOP1_AGREEMENT)
+    place_after = "baseline"
+
+    def applies(self, ctx: ProbeContext) -> bool:
+        return ctx.backend.needs_model
+
+    def after(self, ctx: ProbeContext) -> Reading:
+        case = ctx.case
+        key = {"model": case.model, "weights": ctx.source.weights_key, "data": case.data,
+               "image_size": case.image_size, "batch_size": case.batch_size, "seed": ctx.seed}
+        reference = reference_logits(ctx.source, ctx.host_batch, key, ctx.cache)
+        agreement = measure_agreement(ctx.output, reference)
+        return Reading({MAX_ABS_ERR.name: agreement.max_abs_err, COSINE.name: agreement.cosine,
+                        TOP1_AGREEMENT.name: agreement.top1_agreement},
+                       warnings=agreement.warnings(case.precision))
+
+
+PROBES = [ReferenceAgreement]

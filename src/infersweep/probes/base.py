@@ -5,17 +5,35 @@ the reference, accuracy...) comes from a probe. A probe declares its columns onc
 reach results.csv, results.json, report.md and report.html from that declaration. Adding a probe
 is one module and one line in ``probes/__init__.py`` (or a plugin module's ``PROBES``).
 
-The worker calls, for each case a probe ``applies`` to:
-    before(ctx)         the case's session is prepared, inputs placed; nothing timed yet
+``PROBES`` lists Probe subclasses: each worker makes one instance per group of cases, so a probe
+may keep state for its group (a sampler, the worker's baseline). For each case a probe ``applies``
+to, the worker calls, in the order of the registry:
+    start_group(ctx)    once, when the worker has imported the runtime and no model exists yet
+                        (nothing touched CUDA); ``ctx.case`` is the group's first case
+    begin(ctx)          the case starts: nothing prepared yet (a sampler that must see setup)
+    before(ctx)         the session is prepared, inputs placed; nothing timed yet
     after_warmup(ctx)   warmup is over, the timed phase starts next (reset peaks here)
     after(ctx)          the timed phase is over; ``ctx.output`` holds the last timed output
-and keeps what ``after`` returns. A probe never runs inside the timed region.
+    end(ctx)            always, whatever happened to the case (stop a sampler)
+and keeps what ``after`` returns (``after`` runs only for a case that was measured). A probe never
+runs inside the timed region. A hook that raises costs the case nothing but a warning naming the
+probe; that probe is left out for the rest of the case (for the group, if ``start_group`` raised).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from infersweep.artefacts.cache import ArtifactCache
+    from infersweep.artefacts.inputs import BatchSource
+    from infersweep.artefacts.models import ModelSource
+    from infersweep.backends.base import Backend, Session
+    from infersweep.case import Case
+    from infersweep.measure.timing import MeasureSettings
 
 
 @dataclass(frozen=True)
@@ -35,18 +53,56 @@ class Reading:
     info: dict[str, Any] = field(default_factory=dict)  # details kept in results.json only
 
 
+@dataclass
+class ProbeContext:
+    """What the worker knows about the group and the case in flight, for the probes to read.
+
+    The group's fields are set once; the case's fields are filled in as the case goes, so a hook
+    sees None for what does not exist yet (no session in ``begin``, no output before ``after``).
+    """
+    backend: Backend
+    source: ModelSource
+    cache: ArtifactCache
+    settings: MeasureSettings
+    seed: int
+    case: Case
+    session: Session | None = None
+    batches: BatchSource | None = None  # the group's data source
+    host_batch: np.ndarray | None = None  # the case's batch as numpy, before placing
+    placed: Any = None  # host_batch where the runtime wants it
+    output: np.ndarray | None = None  # the last timed run's output, on the host
+
+
 class Probe:
     name: str = ""
     columns: tuple[Column, ...] = ()
+    # Where the columns go in results.csv: right after this column (a core column, or a column of
+    # a probe earlier in the registry). None: at the end, before ``warnings``.
+    place_after: str | None = None
 
-    def applies(self, case) -> bool:
+    def applies(self, ctx: ProbeContext) -> bool:
         return True
 
-    def before(self, ctx) -> None:
+    def start_group(self, ctx: ProbeContext) -> None:
         pass
 
-    def after_warmup(self, ctx) -> None:
+    def begin(self, ctx: ProbeContext) -> None:
         pass
 
-    def after(self, ctx) -> Reading:
+    def before(self, ctx: ProbeContext) -> None:
+        pass
+
+    def after_warmup(self, ctx: ProbeContext) -> None:
+        pass
+
+    def after(self, ctx: ProbeContext) -> Reading:
         return Reading()
+
+    def end(self, ctx: ProbeContext) -> None:
+        pass
+
+    @classmethod
+    def derive(cls, row: dict) -> dict:
+        """Columns computed from a finished row (its latency statistics and stored fields) each
+        time a row is produced, never stored: they cannot disagree with the samples."""
+        return {}

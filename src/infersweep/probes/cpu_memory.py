@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+
 SOURCE_CPU_PEAK = "cpu:VmHWM (worker peak RSS while running the case; incl. runtime libraries)"
 SOURCE_CPU_PEAK_UNRESET = "cpu:VmHWM (worker peak RSS since start; the kernel refused a reset)"
 
@@ -40,3 +42,40 @@ def peak_rss_mb() -> float | None:
 def rss_mb() -> float | None:
     kb = _status_kb("VmRSS")
     return kb / 1024 if kb is not None else None
+
+
+# The columns every memory probe fills: this one on the CPU, gpu_memory.py on CUDA.
+PEAK_MEMORY = Column("peak_memory_mb", "memory (MB)", ".1f", " MB")
+MEMORY_SOURCE = Column("memory_source", "memory source", in_table=False)
+BASELINE_MEMORY = Column("baseline_memory_mb", "worker baseline (MB)", ".1f", " MB",
+                         in_table=False)
+
+
+class CpuMemory(Probe):
+    """The worker's baseline RSS (every case) and its peak RSS while running a CPU case."""
+    name = "cpu_memory"
+    columns = (PEAK_MEMORY, MEMORY_SOURCE, BASELINE_MEMORY)
+    place_after = "throughput_pipelined_ips"
+
+    def __init__(self):
+        self.baseline_mb: float | None = None
+        self.was_reset = False
+
+    def start_group(self, ctx: ProbeContext) -> None:
+        # After importing the runtime, before any model exists: what the worker costs by itself.
+        self.baseline_mb = rss_mb()
+
+    def before(self, ctx: ProbeContext) -> None:
+        # Reset after prepare: an export's transient peak is not the memory the model runs in.
+        self.was_reset = reset_peak()
+
+    def after(self, ctx: ProbeContext) -> Reading:
+        fields = {BASELINE_MEMORY.name: self.baseline_mb}
+        if ctx.case.device != "cuda":
+            fields[PEAK_MEMORY.name] = peak_rss_mb()
+            fields[MEMORY_SOURCE.name] = (SOURCE_CPU_PEAK if self.was_reset
+                                          else SOURCE_CPU_PEAK_UNRESET)
+        return Reading(fields)
+
+
+PROBES = [CpuMemory]

@@ -10,7 +10,11 @@ before this worker touched CUDA is reported instead, and memory_source says so.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+
+from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+from infersweep.probes.cpu_memory import MEMORY_SOURCE, PEAK_MEMORY
 
 SOURCE_NVML_PROCESS = "gpu:nvml process memory (peak sampled during the case; incl. CUDA context)"
 SOURCE_NVML_DEVICE = ("gpu:nvml device memory used minus before the worker's CUDA context "
@@ -81,3 +85,79 @@ class GpuMemorySampler:
         if self.peak_process_mb is not None:
             return self.peak_process_mb, SOURCE_NVML_PROCESS
         return self.peak_device_mb, SOURCE_NVML_DEVICE
+
+
+ALLOCATOR_PEAK = Column("allocator_peak_mb", "allocator peak (MB)", ".1f", " MB", in_table=False)
+
+
+def _initialized_torch():
+    """torch, where this worker imported it and touched CUDA through it; else None."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and torch.cuda.is_initialized() else None
+
+
+class GpuMemory(Probe):
+    """Peak GPU memory of a CUDA case: NVML, or the torch allocator where NVML is missing."""
+    name = "gpu_memory"
+    columns = (PEAK_MEMORY, MEMORY_SOURCE, ALLOCATOR_PEAK)
+    place_after = MEMORY_SOURCE.name
+
+    def __init__(self):
+        self.sampler: GpuMemorySampler | None = None
+        self.context_mb: float | None = None
+
+    def applies(self, ctx: ProbeContext) -> bool:
+        return ctx.case.device == "cuda"
+
+    def start_group(self, ctx: ProbeContext) -> None:
+        # The sampler is created before this process touches CUDA, so the context can be seen.
+        try:
+            sampler = GpuMemorySampler()
+        except Exception as exc:  # nvidia-ml-py missing or no driver: memory from torch only
+            print(f"infersweep: NVML unavailable ({exc}); GPU memory from torch only",
+                  file=sys.stderr)
+            return
+        import torch
+
+        torch.cuda.init()
+        torch.empty(1, device="cuda")
+        torch.cuda.synchronize()
+        self.context_mb, _ = sampler.footprint_mb()
+        self.sampler = sampler
+
+    def begin(self, ctx: ProbeContext) -> None:
+        if self.sampler is not None:  # from before prepare: setup's allocations count
+            self.sampler.start()
+
+    def after_warmup(self, ctx: ProbeContext) -> None:
+        torch = _initialized_torch()
+        if torch is not None and self.sampler is not None:
+            torch.cuda.reset_peak_memory_stats()
+
+    def after(self, ctx: ProbeContext) -> Reading:
+        reading = Reading()
+        torch = _initialized_torch()
+        if torch is not None:
+            reading.fields[ALLOCATOR_PEAK.name] = torch.cuda.max_memory_allocated() / 2**20
+            reading.info["torch_max_memory_reserved_mb"] = (torch.cuda.max_memory_reserved()
+                                                            / 2**20)
+        if self.sampler is not None:
+            peak, source = self.sampler.stop()
+            reading.fields.update({PEAK_MEMORY.name: peak, MEMORY_SOURCE.name: source})
+            reading.info["cuda_context_mb"] = round(self.context_mb, 1)
+        elif torch is not None and ctx.backend.memory_allocator == "torch":
+            # Without NVML the allocator's reserved peak is the best figure: it covers what
+            # this runtime holds, though neither the CUDA context nor cuDNN's workspaces.
+            reading.fields.update({
+                PEAK_MEMORY.name: reading.info["torch_max_memory_reserved_mb"],
+                MEMORY_SOURCE.name: "gpu:torch allocator reserved peak (NVML unavailable)"})
+        else:
+            reading.warnings.append("GPU memory not measured: nvidia-ml-py (NVML) unavailable")
+        return reading
+
+    def end(self, ctx: ProbeContext) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+
+
+PROBES = [GpuMemory]

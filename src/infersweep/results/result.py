@@ -1,26 +1,29 @@
 """One Result per case: what happened, the raw samples, and the figures derived from them.
 
 Raw samples are the source of truth; statistics are derived when a row is produced, so a row can
-never disagree with its samples. ``speedup`` and ``baseline`` need other rows and are filled in by
-the report (see report.add_speedups).
+never disagree with its samples. What the probes found is kept in ``measured``, by column name.
+``speedup``, ``baseline`` and ``utilization_pct`` need other rows or the machine's peaks and are
+filled in by the report (reports/tables.py: rows_with_speedup, add_utilization).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 from infersweep.case import Case
-from infersweep.probes.base import Column
 from infersweep.measure.stats import summarize
+from infersweep.probes import registry
+from infersweep.probes.base import Column
 
 STATUSES = ("ok", "failed", "crashed", "oom", "timeout", "unsupported", "unavailable")
 # Statuses that mean "this case was attempted and went wrong": re-run by --retry-failed.
 FAILED_STATUSES = ("failed", "crashed", "oom", "timeout")
 
-# Every results.csv column, in order, with how reports show it. Probe columns will come from the
-# probes' own declarations (probes/base.py Column); these are the columns of the core row.
+# The core row's columns, in order, with how reports show it. The probes' columns are declared
+# with the probes (probes/*.py) and placed among these by columns().
 _C = Column
 COLUMNS: list[Column] = [
     _C("case_id", "case", in_table=False), _C("model", "model", in_table=False),
@@ -44,20 +47,48 @@ COLUMNS: list[Column] = [
     _C("per_image_ms", "per image (ms)", ".3f", " ms"),
     _C("throughput_ips", "throughput (img/s)", ".1f", " img/s"),
     _C("throughput_pipelined_ips", "pipelined (img/s)", ".1f", " img/s"),
-    _C("peak_memory_mb", "memory (MB)", ".1f", " MB"),
-    _C("memory_source", "memory source", in_table=False),
-    _C("allocator_peak_mb", "allocator peak (MB)", ".1f", " MB", in_table=False),
-    _C("baseline_memory_mb", "worker baseline (MB)", ".1f", " MB", in_table=False),
-    _C("gflops_per_image", "GFLOPs/img", ".2f"),
-    _C("achieved_tflops", "TFLOP/s", ".2f", in_table=False),
+    # Filled by the report: they need the machine's peaks and the other rows.
     _C("utilization_pct", "utilization (%)", ".1f", "%"),
     _C("speedup", "speedup (x)", ".2f", "x"), _C("baseline", "baseline", in_table=False),
-    _C("max_abs_err", "max abs err", ".3g", in_table=False),
-    _C("cosine", "cosine vs fp32", ".5f"), _C("top1_agreement", "top-1 agreement", ".3f"),
-    _C("top1_accuracy", "top-1 accuracy", ".3f", in_table=False),
     _C("warnings", "warnings", in_table=False),
 ]
-CSV_COLUMNS = [c.name for c in COLUMNS]
+
+
+def columns() -> list[Column]:
+    """Every results.csv column in order, with its title and format: what reports render.
+
+    The core columns, and each registered probe's columns right after its ``place_after``
+    (before ``warnings`` when it names none or a column that is not there). A column that two
+    probes fill (peak memory: CPU or GPU) is declared by both and listed once.
+    """
+    return list(_columns())
+
+
+@functools.lru_cache(maxsize=1)
+def _columns() -> tuple[Column, ...]:
+    # Probes are registered once per process, so the merge is done once.
+    merged = list(COLUMNS)
+    for probe in registry():
+        names = [c.name for c in merged]
+        new = [c for c in probe.columns if c.name not in names]
+        anchor = probe.place_after
+        at = names.index(anchor) + 1 if anchor in names else names.index("warnings")
+        merged[at:at] = new
+    return tuple(merged)
+
+
+@functools.lru_cache(maxsize=1)
+def probe_columns() -> tuple[str, ...]:
+    """The columns that come from probes, in order: the keys of ``Result.measured``."""
+    core = {c.name for c in COLUMNS}
+    return tuple(c.name for c in columns() if c.name not in core)
+
+
+def __getattr__(name: str):
+    # CSV_COLUMNS is computed on first use: the probe registry reads $INFERSWEEP_PLUGINS.
+    if name == "CSV_COLUMNS":
+        return [c.name for c in columns()]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def now_iso() -> str:
@@ -73,21 +104,20 @@ class Result:
     first_iter_ms: float | None = None
     warmup_iterations: int | None = None
     samples_ms: list[float] = field(default_factory=list)
-    peak_memory_mb: float | None = None
-    baseline_memory_mb: float | None = None  # the worker after imports, before the model
-    memory_source: str = ""
-    gflops_per_image: float | None = None
     pipelined_ips: float | None = None  # GPU: N back-to-back launches, one synchronize
-    allocator_peak_mb: float | None = None  # PyTorch's allocator peak after warmup (CUDA)
-    max_abs_err: float | None = None  # against the fp32 eager reference on the same batch
-    cosine: float | None = None
-    top1_agreement: float | None = None
-    top1_accuracy: float | None = None  # when the data folder has one subfolder per class
+    measured: dict = field(default_factory=dict)  # probe column -> value (probes/*.py)
     quick: bool = False  # measured with --quick
     wall_s: float | None = None  # the case's wall time in the parent, start event to result
     warnings: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     finished_at: str = field(default_factory=now_iso)
+
+    def __getattr__(self, name: str):
+        # Only reached for names that are not fields: a probe's column reads like a field
+        # (result.peak_memory_mb), None where the probe gave nothing.
+        if not name.startswith("_") and name != "measured" and name in probe_columns():
+            return self.__dict__.get("measured", {}).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -98,21 +128,24 @@ class Result:
     def from_json(cls, text: str) -> Result:
         d = json.loads(text)
         d["case"] = Case.from_dict(d["case"])
+        # Rows stored before probes kept their figures as top-level keys (peak_memory_mb,
+        # cosine...): every key that is not a field is one of those, named as its column.
+        names = {f.name for f in fields(cls)}
+        measured = d.setdefault("measured", {})
+        for key in [k for k in d if k not in names]:
+            value = d.pop(key)
+            if value is not None and value != "":
+                measured.setdefault(key, value)
         return cls(**d)
 
     def row(self) -> dict:
         """A flat row with the CSV columns; figures that were not measured are None."""
-        row = dict.fromkeys(CSV_COLUMNS)
+        row = dict.fromkeys(c.name for c in columns())
+        row.update({name: self.measured.get(name) for name in probe_columns()})
         row.update(self.case.to_dict())
         row.update(case_id=self.case.case_id, status=self.status, reason=self.reason,
                    setup_s=self.setup_s, first_iter_ms=self.first_iter_ms,
-                   peak_memory_mb=self.peak_memory_mb, memory_source=self.memory_source or None,
-                   gflops_per_image=self.gflops_per_image,
                    throughput_pipelined_ips=self.pipelined_ips,
-                   allocator_peak_mb=self.allocator_peak_mb,
-                   baseline_memory_mb=self.baseline_memory_mb,
-                   max_abs_err=self.max_abs_err, cosine=self.cosine,
-                   top1_agreement=self.top1_agreement, top1_accuracy=self.top1_accuracy,
                    warnings="; ".join(self.warnings + (
                        ["quick mode: exploratory precision"] if self.quick else [])) or None)
         if self.status == "ok" and self.samples_ms:
@@ -125,12 +158,24 @@ class Result:
                 latency_ms_ci_low=s.ci_low, latency_ms_ci_high=s.ci_high,
                 per_image_ms=s.median / batch, throughput_ips=batch * 1000.0 / s.median,
             )
-            if self.gflops_per_image:
-                # GFLOP per batch / ms per batch = TFLOP/s
-                row["achieved_tflops"] = self.gflops_per_image * batch / s.median
+            for probe in registry():
+                row.update(probe.derive(row))
         return row
 
 
-def columns() -> list[Column]:
-    """Every results.csv column in order, with its title and format: what reports render."""
-    return list(COLUMNS)
+def _accept_probe_fields(init):
+    """Result(case, "ok", gflops_per_image=3.6): a keyword that names a probe column is a
+    measured value, as it was a field before probes; any other unknown keyword is an error."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        names = {f.name for f in fields(Result)}
+        extra = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in names]}
+        unknown = sorted(set(extra) - set(probe_columns()))
+        if unknown:
+            raise TypeError(f"Result has no field or probe column {', '.join(unknown)}")
+        init(self, *args, **kwargs)
+        self.measured.update({k: v for k, v in extra.items() if v is not None})
+    return __init__
+
+
+Result.__init__ = _accept_probe_fields(Result.__init__)
