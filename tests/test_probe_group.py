@@ -4,6 +4,9 @@ import time
 
 import pytest
 
+from infersweep.measure.timing import MeasureSettings
+from infersweep.run.protocol import GroupRequest
+
 from infersweep.backends.base import Backend, Session
 from infersweep.case import Case
 from infersweep.probes import Column, Probe, Reading
@@ -81,8 +84,8 @@ def _run(monkeypatch, tmp_path, fail_in=None):
     monkeypatch.setattr("infersweep.backends.get_backend", lambda name: backend)
     monkeypatch.setattr(worker, "registry", lambda: (_probe(timeline, fail_in),))
     case = Case("resnet18", "random(seed=0)", "recording", "cpu", "fp32", 8, 2, "synthetic")
-    runner = worker.GroupRunner({"cases": [case.to_dict()], "settings": SETTINGS,
-                                 "cache_dir": str(tmp_path)})
+    runner = worker.GroupRunner(GroupRequest((case,), MeasureSettings(**SETTINGS),
+                                             cache_dir=str(tmp_path)))
     return runner.run_case(case), timeline.events
 
 

@@ -60,7 +60,7 @@ class GroupRunner:
         self.session = None
         self.setup_s: float | None = None
         # Probes see the worker after importing the runtime, before any model exists.
-        for package in backend.packages:
+        for package in self.ctx.backend.packages:
             importlib.import_module(package)
         self.probes = GroupProbes([probe() for probe in registry()], self.ctx)
         self.batches = None  # the group's data source, opened on first use
