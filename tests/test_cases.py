@@ -6,7 +6,8 @@ from itertools import product
 
 import pytest
 
-from infersweep.case import Case, expand, group_cases, weights_label
+from infersweep.case import Case, group_cases, weights_label
+from infersweep.grid.plan import expand
 from infersweep.grid.spec import Spec
 
 FIXED = Case(model="resnet18", weights="random(seed=0)", backend="torch", device="cpu",

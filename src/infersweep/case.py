@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from itertools import product
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from infersweep.grid.spec import Spec
 
 
 @dataclass(frozen=True, order=True)
@@ -65,29 +61,38 @@ class Case:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+class OptionsError(ValueError):
+    """An item of an options string that is not KEY=VALUE."""
+
+    def __init__(self, item: str):
+        super().__init__(f"{item!r} is not a KEY=VALUE pair")
+        self.item = item
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """"k=v,k=v" -> {k: v} ("" -> {}); the one reader of a case's options string. Keys and values
+    are kept as written (a canonical string has no spaces); a later key wins."""
+    if not text:
+        return {}
+    pairs = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise OptionsError(item.strip())
+        pairs[key] = value
+    return pairs
+
+
+def format_options(options: Mapping) -> str:
+    """The canonical options string: sorted by key, booleans as true/false."""
+    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                    for k, v in sorted(options.items()))
+
+
 def weights_label(weights_path: str | None, image_size: int, seed: int) -> str:
     if weights_path is None:
         return f"random(seed={seed})"
     return weights_path.replace("{size}", str(image_size))
-
-
-def expand(spec: Spec) -> list[Case]:
-    """The full grid, in a stable order: grouped so that a worker serves a whole group."""
-    from infersweep.backends import registry
-
-    cases = []
-    for backend, device, size, data, batch in product(
-            spec.backends, spec.devices, spec.sizes, spec.data, spec.batches):
-        precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
-        cases += [Case(
-            model=spec.model,
-            weights=weights_label(spec.weights, size, spec.seed),
-            backend=backend, device=device, precision=precision,
-            image_size=size, batch_size=batch, data=data, scope=spec.scope,
-            options=registry()[backend].canonical_options(spec.backend_options.get(backend, {}),
-                                                          device),
-        ) for precision in precisions]
-    return cases
 
 
 def group_cases(cases: list[Case]) -> list[list[Case]]:

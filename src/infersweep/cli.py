@@ -1,4 +1,4 @@
-"""The `infersweep` command: run, plan, report, env.
+"""The `infersweep` command: run, plan, report, compare, peak, cache, env.
 
 Bad input of any kind ends with one message on stderr and exit code 2, before any case runs.
 """
@@ -11,68 +11,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from infersweep.case import Case
-from infersweep.grid.filters import HELP as FILTER_HELP
+from infersweep.flags import Baseline, Only, SweepArgs, only_filter, with_sweep_flags
 from infersweep.grid.filters import FilterError, parse_filter
-from infersweep.grid.plan import DONE, RUN, PlannedCase, make_plan
-from infersweep.results.result import Result
-from infersweep.grid.spec import (SpecError, build_spec, check_inputs, load_toml, parse_option_flags,
-                             prepare_out)
-from infersweep.measure.stats import summarize
+from infersweep.grid.plan import RUN, make_plan, time_estimate
+from infersweep.grid.preflight import check_inputs, prepare_out
+from infersweep.grid.spec import SpecError
+from infersweep.terminal import TerminalObserver, console, err
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
                        "sizes; measure each case honestly; never lose a result.")
-console = Console(soft_wrap=True)  # long lines stay whole: easy to grep and paste
-err = Console(stderr=True, soft_wrap=True)
-
-SpecFile = Annotated[Optional[Path], typer.Argument(help="sweep.toml (flags override it)")]
-Model = Annotated[Optional[str], typer.Option("--model", help="torchvision model name (default: resnet18)")]
-Weights = Annotated[Optional[str], typer.Option(
-    "--weights", help="local state_dict; may contain {size} (default: random init, fixed seed)")]
-Backends = Annotated[Optional[str], typer.Option(
-    "--backends", help="comma list (default: torch,onnxruntime)")]
-Devices = Annotated[Optional[str], typer.Option("--devices", help="cpu,cuda (default: cpu, +cuda if present)")]
-Precisions = Annotated[Optional[str], typer.Option("--precisions", help="fp32,fp16,... (default: fp32)")]
-Sizes = Annotated[Optional[str], typer.Option("--sizes", help="image sizes in px (default: 224)")]
-Batches = Annotated[Optional[str], typer.Option("--batches", help="batch sizes (default: 1,8,32)")]
-Data = Annotated[Optional[str], typer.Option("--data", help="synthetic, samples (bundled photos) or an image folder (default: synthetic)")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="run directory (default: runs/<model>-<hash>)")]
-Timeout = Annotated[Optional[float], typer.Option("--timeout", help="seconds per case (default: 600)")]
-Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="seed for weights and data (default: 0)")]
-MinTime = Annotated[Optional[float], typer.Option("--min-time", help="timed seconds at least (default: 1)")]
-MaxTime = Annotated[Optional[float], typer.Option("--max-time", help="timed seconds at most (default: 10)")]
-MinIter = Annotated[Optional[int], typer.Option("--min-iterations", help="timed runs at least (default: 10)")]
-TargetCi = Annotated[Optional[float], typer.Option(
-    "--target-ci", help="stop at this relative 95% CI half-width of the median (default: 0.01)")]
-Scope = Annotated[Optional[str], typer.Option(
-    "--scope", help="compute (inputs already placed) or e2e (host in, host out) (default: compute)")]
-Option = Annotated[Optional[list[str]], typer.Option(
-    "--option", help="backend option BACKEND.KEY=VALUE, repeatable (e.g. torch-compile.mode="
-                     "max-autotune)")]
-ChannelsLast = Annotated[bool, typer.Option(
-    "--channels-last", help="channels_last memory format for torch and torch-compile")]
-Quick = Annotated[bool, typer.Option(
-    "--quick", help="explore: +-5% target, 2 s cap per case; results marked quick")]
-Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
-Gpus = Annotated[Optional[str], typer.Option(
-    "--gpus", help="GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU")]
-Executor = Annotated[Optional[str], typer.Option(
-    "--executor", help="local (default) or ray: a Ray task per group, on a cluster or a local "
-                       "Ray instance (pip install 'infersweep[ray]')")]
-RayAddress = Annotated[Optional[str], typer.Option(
-    "--ray-address", help="an existing Ray cluster, e.g. ray://head:10001 or head:6379 "
-                          "(default: start a local Ray instance)")]
-Retries = Annotated[Optional[int], typer.Option(
-    "--retries", help="executor ray: re-schedule a crashed case up to N times (default: 0)")]
-CompileMode = Annotated[Optional[str], typer.Option(
-    "--compile-mode", help="torch-compile mode: default, reduce-overhead, max-autotune, ...")]
 
 
 def _fail(message: str) -> None:
@@ -81,57 +31,6 @@ def _fail(message: str) -> None:
     # escape: messages quote user values and commands (pip install 'infersweep[ray]') verbatim
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
-
-
-def _spec_from(spec_file, flags: dict):
-    from infersweep.env import cuda_available
-
-    raw = load_toml(spec_file) if spec_file else {}
-    options = {k: dict(v) for k, v in raw.get("options", {}).items()} \
-        if isinstance(raw.get("options"), dict) else raw.get("options")
-    flag_options = parse_option_flags(flags.pop("option") or [])
-    if flags.pop("channels_last"):
-        for backend in ("torch", "torch-compile"):
-            flag_options.setdefault(backend, {})["channels_last"] = "true"
-    if flags.get("compile_mode"):
-        flag_options.setdefault("torch-compile", {})["mode"] = flags["compile_mode"]
-    flags.pop("compile_mode", None)
-    if flag_options:
-        options = options if isinstance(options, dict) else {}
-        for backend, values in flag_options.items():
-            options.setdefault(backend, {}).update(values)
-    raw.update({k: v for k, v in flags.items() if v is not None})
-    if options is not None:
-        raw["options"] = options
-    gpu = cuda_available()
-    spec = build_spec(raw, gpu_present=gpu)
-    return spec, gpu
-
-
-SPEC_FLAGS = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches", "data",
-              "out", "timeout", "baseline", "seed", "min_time", "max_time", "min_iterations",
-              "target_ci", "scope", "option", "channels_last", "compile_mode", "gpus", "quick",
-              "executor", "ray_address", "retries")
-
-
-def _flags(values: dict) -> dict:
-    """The sweep flags among a command's arguments, named as in the TOML file."""
-    flags = {k: values[k] for k in SPEC_FLAGS if k in values}  # `plan` has no executor flags
-    flags["out"] = str(flags["out"]) if flags["out"] else None
-    flags["quick"] = True if flags["quick"] else None  # a flag can only turn it on
-    return flags
-
-
-def _only(text: str | None):
-    """The --only filter, or None; a bad filter is a SpecError (exit 2)."""
-    from infersweep.backends import registry
-
-    if not text:
-        return None
-    try:
-        return parse_filter(text, backends=registry())
-    except FilterError as exc:
-        raise SpecError(f"--only: {exc}") from None
 
 
 def _load_results(run_dir: Path) -> list:
@@ -146,64 +45,9 @@ def _load_results(run_dir: Path) -> list:
         store.close()
 
 
-class TerminalObserver:
-    """A live progress bar with the current case and ETA, and one line per finished case."""
-
-    def __init__(self):
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=console, transient=True)
-        self.task = None
-
-    def planned(self, plan: list[PlannedCase]) -> None:
-        to_run = sum(p.action == RUN for p in plan)
-        done = sum(p.action == DONE for p in plan)
-        skipped = len(plan) - to_run - done
-        if not plan:
-            console.print("no case of this sweep matches the --only filter: nothing to do")
-        console.print(f"{len(plan)} cases: {to_run} to run, {done} already done, "
-                      f"{skipped} unsupported/unavailable")
-        for p in plan:
-            if p.action not in (RUN, DONE):
-                console.print(f"  [yellow]{p.action:>11}[/]  {p.case.label}: {p.reason}",
-                              highlight=False)
-        self.progress.start()
-        self.task = self.progress.add_task("starting", total=to_run)
-
-    def case_started(self, case: Case) -> None:
-        self.progress.update(self.task, description=case.label)
-
-    def case_finished(self, result: Result) -> None:
-        self.progress.advance(self.task)
-        console.print(case_line(result), highlight=False)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-def case_line(result: Result) -> str:
-    label = result.case.label
-    if result.status != "ok":
-        return f"  [red]{result.status:>11}[/]  {label}: {result.reason[:300]}"
-    s = summarize(result.samples_ms)
-    ips = result.case.batch_size * 1000 / s.median
-    line = (f"  [green]{'ok':>11}[/]  {label}\n{'':13}median [bold]{s.median:.3f} ms[/] ± {s.std:.3f}"
-            f"  (min {s.min:.3f} … max {s.max:.3f})  {ips:.1f} img/s  n={s.iterations}")
-    if result.warnings:
-        line += f"\n{'':13}[yellow]warning:[/] {'; '.join(result.warnings)}"
-    return line
-
-
 @app.command()
-def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None,
-        backends: Backends = None, devices: Devices = None, precisions: Precisions = None,
-        sizes: Sizes = None, batches: Batches = None, data: Data = None, out: Out = None,
-        timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
-        min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
-        target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
-        channels_last: ChannelsLast = False, compile_mode: CompileMode = None, gpus: Gpus = None,
-        quick: Quick = False, only: Only = None, executor: Executor = None,
-        ray_address: RayAddress = None, retries: Retries = None,
+@with_sweep_flags()
+def run(sweep: SweepArgs,
         fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
         retry_failed: Annotated[bool, typer.Option(
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
@@ -215,8 +59,8 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
     from infersweep.sweep import run_sweep
 
     try:
-        spec, gpu = _spec_from(spec_file, _flags(locals()))
-        only_filter = _only(only)
+        spec, gpu = sweep.spec()
+        only = only_filter(sweep.only)
         check_inputs(spec, force)
         out_dir = prepare_out(spec.out or spec.default_out())
     except SpecError as exc:
@@ -227,7 +71,7 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
         with exclusive_run(out_dir):
             try:
                 outcome = run_sweep(spec, out_dir, observer, fresh=fresh,
-                                    retry_failed=retry_failed, gpu_present=gpu, only=only_filter)
+                                    retry_failed=retry_failed, gpu_present=gpu, only=only)
             finally:
                 observer.close()
     except (RunDirBusy, RayUnavailable) as exc:
@@ -245,14 +89,8 @@ def run(spec_file: SpecFile = None, model: Model = None, weights: Weights = None
 
 
 @app.command()
-def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = None,
-         backends: Backends = None, devices: Devices = None, precisions: Precisions = None,
-         sizes: Sizes = None, batches: Batches = None, data: Data = None, out: Out = None,
-         timeout: Timeout = None, baseline: Baseline = None, seed: Seed = None,
-         min_time: MinTime = None, max_time: MaxTime = None, min_iterations: MinIter = None,
-         target_ci: TargetCi = None, scope: Scope = None, option: Option = None,
-         channels_last: ChannelsLast = False, compile_mode: CompileMode = None,
-         gpus: Gpus = None, quick: Quick = False, only: Only = None,
+@with_sweep_flags(executor=False)
+def plan(sweep: SweepArgs,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
     """Print the expanded cases and what will happen to each, without running anything."""
@@ -264,8 +102,8 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
         console.print(" ".join(available_models()))
         return
     try:
-        spec, gpu = _spec_from(spec_file, _flags(locals()))
-        only_filter = _only(only)
+        spec, gpu = sweep.spec()
+        only = only_filter(sweep.only)
         check_inputs(spec)
     except SpecError as exc:
         _fail(str(exc))
@@ -276,9 +114,9 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
         store = Store(out_dir / "results.sqlite")
         finished, stored = store.finished(quick=spec.quick), store.statuses()
         store.close()
-    planned = make_plan(spec, finished, gpu, only_filter, stored)
+    planned = make_plan(spec, finished, gpu, only, stored)
     if not planned:
-        console.print(f"no case of this sweep matches --only {only!r}")
+        console.print(f"no case of this sweep matches --only {sweep.only!r}")
         return
     table = Table(title=f"plan for {out_dir}")
     for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
@@ -291,22 +129,7 @@ def plan(spec_file: SpecFile = None, model: Model = None, weights: Weights = Non
     console.print(table)
     to_run = [p.case for p in planned if p.action == RUN]
     console.print(f"{len(planned)} cases, {len(to_run)} to run")
-    console.print(estimate_line(to_run, spec.quick))
-
-
-def estimate_line(cases: list[Case], quick: bool) -> str:
-    from infersweep.results.history import wall_times
-
-    known = wall_times(quick)
-    seen = [known[c.case_id] for c in cases if c.case_id in known]
-    if not cases:
-        return "nothing to run"
-    if not seen:
-        return "no history for these cases yet: no time estimate (the first run records one)"
-    total = sum(seen) * len(cases) / len(seen)  # unseen cases assumed like the seen ones
-    note = "" if len(seen) == len(cases) else \
-        f" ({len(cases) - len(seen)} of {len(cases)} cases without history, assumed average)"
-    return f"estimated time: {total / 60:.1f} min from earlier runs{note}"
+    console.print(time_estimate(to_run, spec.quick))
 
 
 
@@ -328,10 +151,10 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
     if unknown:
         _fail(f"unknown --format {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
     try:
-        only_filter = _only(only)
+        only_rows = only_filter(only)
     except SpecError as exc:
         _fail(str(exc))
-    rows = rebuild_reports(out_dir, baseline, only_filter, chosen)
+    rows = rebuild_reports(out_dir, baseline, only_rows, chosen)
     if only and not rows:
         console.print(f"no case in {out_dir} matches --only {only!r}")
     console.print(f"{len(rows)} cases. Wrote {out_dir}/: {', '.join(files_written(chosen))}")
@@ -344,7 +167,7 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
              "--remeasure", help="measure even where a table value or a cached one exists")] = False):
     """Peak TFLOP/s of this machine per device and precision (measured with a large matrix
     product and cached; known GPUs from a datasheet table): the basis of utilization_pct."""
-    from infersweep.env import collect
+    from infersweep.env import collect, gpu_count
     from infersweep.probes.peaks import MATMUL_DTYPE, peak_for
 
     env_facts = collect()
@@ -354,7 +177,7 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
     for device in [d.strip() for d in devices.split(",") if d.strip()]:
         if device not in ("cpu", "cuda"):
             _fail(f"unknown device {device!r}; allowed: cpu, cuda")
-        if device == "cuda" and not env_facts["gpus"]:
+        if device == "cuda" and not gpu_count():
             _fail("no CUDA GPU is visible on this machine")
         for precision in [p.strip() for p in precisions.split(",") if p.strip()]:
             if precision not in MATMUL_DTYPE:
@@ -454,16 +277,16 @@ def cache_clear(kind: Annotated[Optional[str], typer.Option(
 @app.command()
 def env():
     """Print the hardware and software this machine would measure with."""
-    from infersweep.env import collect, describe
-
     from infersweep.backends import registry
+    from infersweep.env import collect, describe, gpu_count
 
     facts = collect()
+    gpu_present = gpu_count() > 0
     table = Table(show_header=False)
     for label, value in describe(facts):
         table.add_row(label, str(value))
     for name, backend in registry().items():
-        devices = [d for d in backend.devices if d == "cpu" or facts["gpus"]]
+        devices = [d for d in backend.devices if d == "cpu" or gpu_present]
         usable = [d for d in devices if backend.available(d) is None]
         reasons = {backend.available(d) for d in backend.devices if backend.available(d)}
         state = f"available on {', '.join(usable)}" if usable else "not available"

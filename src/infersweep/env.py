@@ -80,15 +80,18 @@ def gpus() -> list[dict]:
         pynvml.nvmlShutdown()
 
 
-def cuda_available() -> bool:
-    if gpus():
-        return True
+def gpu_count() -> int:
+    """How many CUDA GPUs this machine shows: the one place that decides whether a GPU is
+    present. NVML first (no CUDA context is created); torch where NVML is missing."""
+    found = gpus()
+    if found:
+        return len(found)
     try:
         import torch
 
-        return torch.cuda.is_available()
+        return torch.cuda.device_count()
     except ImportError:
-        return False
+        return 0
 
 
 def collect() -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from infersweep.artefacts.cache import ArtifactCache
 
+DEFAULT_OPSET = 18  # the ONNX opset exports use unless the sweep names another
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "logits"
 EXPORT_DTYPES = {"fp32": "float32", "fp16": "float16"}

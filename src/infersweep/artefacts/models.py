@@ -151,7 +151,7 @@ class ModelSource:
 
     def __init__(self, name: str, weights: str, seed: int = 0, opset: int | None = None):
         self.name = name
-        self.opset = opset  # for backends that go through ONNX; None = their default
+        self.opset = opset  # for backends that go through ONNX; None = export.DEFAULT_OPSET
         self.weights_path = None if weights.startswith("random(") else weights
         self.seed = seed
         self._model = None

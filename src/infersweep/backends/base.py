@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from infersweep.case import Case
+from infersweep.case import Case, format_options, parse_options
 
 
 class PrecisionError(RuntimeError):
@@ -68,13 +68,8 @@ def parse_value(text: str, like):
     return str(text)
 
 
-def format_options(options: dict) -> str:
-    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                    for k, v in sorted(options.items()))
-
-
 def options_of(case: Case) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in case.options.split(",") if item)
+    return parse_options(case.options)
 
 
 @dataclass

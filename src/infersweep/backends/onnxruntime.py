@@ -12,11 +12,11 @@ import numpy as np
 
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
 from infersweep.case import Case
-from infersweep.artefacts.export import ONNX_INPUT, ONNX_OUTPUT, onnx_export, onnx_precision_report
+from infersweep.artefacts.export import (DEFAULT_OPSET, ONNX_INPUT, ONNX_OUTPUT, onnx_export,
+                                         onnx_precision_report)
 from infersweep.artefacts.quantize import RECIPE as QUANT_RECIPE
 from infersweep.artefacts.quantize import int8_export, int8_weight_share
 
-DEFAULT_OPSET = 18
 NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 

@@ -17,9 +17,8 @@ import numpy as np
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
 from infersweep.artefacts.cache import cache_root
 from infersweep.case import Case
-from infersweep.artefacts.export import onnx_export
+from infersweep.artefacts.export import DEFAULT_OPSET, onnx_export
 
-DEFAULT_OPSET = 18
 HINT_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 CAPABILITY = {"fp32": "FP32", "fp16": "FP16", "bf16": "BF16"}
 

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infersweep.backends.base import Backend, format_options, options_of
-from infersweep.case import Case
+from infersweep.backends.base import Backend, options_of
+from infersweep.case import Case, format_options, parse_options
 
 PROFILE_DEFAULTS = {"min_batch": 1, "opt_batch": 0, "max_batch": 64, "workspace_size": 0}
 TRT_PRECISIONS = {"cuda": ("fp32", "fp16")}
@@ -113,7 +113,7 @@ class TensorRTBackend(Backend):
 
     def canonical_options(self, given: dict[str, str], device: str) -> str:
         canonical = super().canonical_options(given, device)  # unknown names, types
-        options = dict(item.split("=", 1) for item in canonical.split(",") if item)
+        options = parse_options(canonical)
         try:
             profile = profile_of(options)
             if workspace_of(options) < 0:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from infersweep.case import Case
+from infersweep.case import Case, OptionsError, format_options, parse_options
 from infersweep.results.result import STATUSES
 from infersweep.grid.spec import KNOWN_DEVICES, KNOWN_PRECISIONS, KNOWN_SCOPES
 
@@ -194,23 +194,18 @@ def _condition(field: str, op: str, raw: str, whole: str,
 
 def _options_value(text: str, whole: str) -> str:
     """Canonical "k=v,k=v" (sorted, as in Case.options); "" for no options."""
-    if not text:
-        return ""
-    pairs = {}
-    for item in text.split(","):
-        key, eq, value = item.strip().partition("=")
-        if not eq or not key.strip():
-            raise FilterError(f"{whole!r}: options are KEY=VALUE pairs separated by commas, "
-                              f"e.g. options=channels_last=true; {item.strip()!r} is not one")
-        pairs[key.strip()] = value.strip()
-    return ",".join(f"{k}={v}" for k, v in sorted(pairs.items()))
+    try:
+        pairs = parse_options(text)
+    except OptionsError as exc:
+        raise FilterError(f"{whole!r}: options are KEY=VALUE pairs separated by commas, "
+                          f"e.g. options=channels_last=true; {exc.item!r} is not one") from None
+    return format_options({k.strip(): v.strip() for k, v in pairs.items()})
 
 
 def _options_match(actual: str, wanted: str) -> bool:
     if not wanted:
         return actual == ""
-    have = set(p for p in actual.split(",") if p)
-    return set(wanted.split(",")) <= have
+    return parse_options(wanted).items() <= parse_options(actual).items()
 
 
 def _value_of(case: Case | Mapping, field: str, status: str | None):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 
 from infersweep.backends import registry
-from infersweep.case import Case, expand
+from infersweep.case import Case, weights_label
 from infersweep.grid.filters import Filter
 from infersweep.grid.spec import Spec
+from infersweep.results.history import wall_times
 
 RUN, DONE, UNSUPPORTED, UNAVAILABLE = "run", "done", "unsupported", "unavailable"
 
@@ -17,6 +19,22 @@ class PlannedCase:
     case: Case
     action: str  # run | done | unsupported | unavailable
     reason: str = ""
+
+
+def expand(spec: Spec) -> list[Case]:
+    """The full grid, in a stable order: grouped so that a worker serves a whole group."""
+    cases = []
+    for backend, device, size, data, batch in product(
+            spec.backends, spec.devices, spec.sizes, spec.data, spec.batches):
+        precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
+        cases += [Case(
+            model=spec.model,
+            weights=weights_label(spec.weights, size, spec.seed),
+            backend=backend, device=device, precision=precision,
+            image_size=size, batch_size=batch, data=data, scope=spec.scope,
+            options=spec.case_options[backend, device],
+        ) for precision in precisions]
+    return cases
 
 
 def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
@@ -45,3 +63,17 @@ def make_plan(spec: Spec, finished: dict[str, str], gpu_present: bool, only: Fil
             action, reason = DONE, f"already {finished[case.case_id]} in the run directory"
         planned.append(PlannedCase(case, action, reason))
     return planned
+
+
+def time_estimate(cases: list[Case], quick: bool) -> str:
+    """How long the cases to run will take, from the wall times of earlier runs (one line)."""
+    known = wall_times(quick)
+    seen = [known[c.case_id] for c in cases if c.case_id in known]
+    if not cases:
+        return "nothing to run"
+    if not seen:
+        return "no history for these cases yet: no time estimate (the first run records one)"
+    total = sum(seen) * len(cases) / len(seen)  # unseen cases assumed like the seen ones
+    note = "" if len(seen) == len(cases) else \
+        f" ({len(cases) - len(seen)} of {len(cases)} cases without history, assumed average)"
+    return f"estimated time: {total / 60:.1f} min from earlier runs{note}"

@@ -1,9 +1,9 @@
 """The sweep specification: parsed from a TOML file and/or flags, validated before anything runs.
 
 Every problem raises SpecError with one message naming the bad value and what is allowed; the CLI
-turns it into exit code 2. Validation happens in two steps: ``build_spec`` checks the values
-themselves (cheap), ``check_inputs`` opens what they point to (weights files, data folders,
-the output directory).
+turns it into exit code 2. Validation happens in two steps: ``build_spec`` here checks the values
+themselves (cheap, opens nothing), ``grid.preflight`` opens what they point to (weights files,
+data folders, memory, the output directory).
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
+from infersweep.artefacts.export import DEFAULT_OPSET
+from infersweep.artefacts.models import available_models
+from infersweep.backends import registry
 from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
@@ -77,7 +81,7 @@ class Spec:
     timeout_s: float = 600.0
     baseline: str = "torch"
     seed: int = 0
-    opset: int = 18
+    opset: int = DEFAULT_OPSET
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     backend_options: dict = field(default_factory=dict)  # backend -> {option: value} given
     # With a GPU and no --precisions, CUDA cases also run fp16 (the CPU ones stay fp32 only).
@@ -98,6 +102,16 @@ class Spec:
     def default_out(self) -> Path:
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
         return Path("runs") / f"{self.model}-{digest[:8]}"
+
+    @cached_property
+    def case_options(self) -> dict[tuple[str, str], str]:
+        """(backend, device) -> the canonical options string its cases carry (the options that
+        apply on that device, defaults filled in). Computed once per Spec: ``build_spec`` reads it
+        to validate the options (ValueError names the bad one), ``expand`` to fill in cases. Not
+        a field: it derives from backend_options, so it stays out of identity() and spec.json."""
+        return {(backend, device): registry()[backend].canonical_options(
+                    self.backend_options.get(backend, {}), device)
+                for backend in self.backends for device in self.devices}
 
 
 def load_toml(path: Path) -> dict:
@@ -178,25 +192,11 @@ def _number(key: str, value, kind=float, minimum: float = 0, inclusive: bool = F
     return number
 
 
-def gpu_count() -> int:
-    from infersweep.env import gpus
-
-    found = gpus()
-    if found:
-        return len(found)
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
-
-
-def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
-    """Turn merged TOML + flag values into a validated Spec (values only, no files opened)."""
-    from infersweep.backends import registry
-    from infersweep.artefacts.models import available_models
-
+def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
+    """Turn merged TOML + flag values into a validated Spec (values only, no files opened).
+    ``gpus_visible``: how many GPUs this machine has (``env.gpu_count()``); with any, the
+    default devices and precisions include CUDA, and --gpus indexes are checked against it."""
+    gpu_present = gpus_visible > 0
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise SpecError(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
@@ -243,10 +243,9 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
         if not all(isinstance(g, int) or str(g).isdigit() for g in gpus):
             raise SpecError(f"gpus: {raw['gpus']!r} is not a list of GPU indexes (0,1,...)")
         values["gpus"] = tuple(int(g) for g in gpus)
-        count = gpu_count()
-        bad = [g for g in values["gpus"] if g >= count]
+        bad = [g for g in values["gpus"] if g >= gpus_visible]
         if bad:
-            raise SpecError(f"gpus: no GPU {bad[0]} on this machine ({count} visible)")
+            raise SpecError(f"gpus: no GPU {bad[0]} on this machine ({gpus_visible} visible)")
     if "opset" in raw:
         values["opset"] = _number("opset", raw["opset"], int, 7, inclusive=True)
     measure = {}
@@ -266,8 +265,11 @@ def build_spec(raw: dict, gpu_present: bool = False) -> Spec:
     if measure:
         values["measure"] = replace(spec.measure, **measure)
     spec = replace(spec, **values)
-    spec = replace(spec, backend_options=_backend_options(raw.get("options"), spec.backends,
-                                                          spec.devices))
+    spec = replace(spec, backend_options=_backend_options(raw.get("options"), spec.backends))
+    try:
+        spec.case_options  # validates the options given, per backend and device, now (exit 2)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     if spec.measure.max_time_s < spec.measure.min_time_s:
         raise SpecError(f"max_time ({spec.measure.max_time_s:g}) is below min_time "
                         f"({spec.measure.min_time_s:g})")
@@ -320,10 +322,9 @@ def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:
     return options
 
 
-def _backend_options(raw, backends: tuple[str, ...], devices: tuple[str, ...]) -> dict:
-    """The options given per backend, validated now (exit 2) though applied per case."""
-    from infersweep.backends import registry
-
+def _backend_options(raw, backends: tuple[str, ...]) -> dict:
+    """The options given to each backend of the sweep ({} where none), as text;
+    ``Spec.case_options`` validates their values."""
     raw = raw or {}
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise SpecError("options: expected a table per backend, e.g. [options.torch] "
@@ -332,96 +333,4 @@ def _backend_options(raw, backends: tuple[str, ...], devices: tuple[str, ...]) -
     if unknown:
         raise SpecError(f"options for unknown backend(s) {', '.join(unknown)}; "
                         f"allowed: {', '.join(registry())}")
-    out = {}
-    for backend in backends:
-        given = {k: str(v) for k, v in raw.get(backend, {}).items()}
-        try:
-            for device in devices:
-                registry()[backend].canonical_options(given, device)
-        except ValueError as exc:
-            raise SpecError(str(exc)) from None
-        out[backend] = given
-    return out
-
-
-# Activations of a convolutional classifier at its widest layers hold several times the input;
-# 16x the input tensor (fp32) bounds resnet-style models with room to spare.
-ACTIVATION_FACTOR = 16
-
-
-def estimate_case_bytes(batch: int, size: int, weights_bytes: int) -> int:
-    return batch * 3 * size * size * 4 * ACTIVATION_FACTOR + 2 * weights_bytes
-
-
-def available_memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_inputs(spec: Spec, force: bool = False) -> None:
-    """Open everything the spec points to; any problem is a SpecError (exit 2)."""
-    from infersweep.artefacts.inputs import DataError, open_images
-    from infersweep.artefacts.models import WeightsError, build_model
-
-    model = None
-    if spec.weights:
-        for path in dict.fromkeys(spec.weights.replace("{size}", str(s)) for s in spec.sizes):
-            try:
-                model = build_model(spec.model, path, spec.seed)
-            except WeightsError as exc:
-                raise SpecError(f"bad --weights: {exc}") from None
-    for data in spec.data:
-        if data == "synthetic":
-            continue
-        try:
-            images = open_images(data)
-        except DataError as exc:
-            raise SpecError(f"bad --data: {exc}") from None
-        if model is not None and images.classes:
-            classes = _output_classes(model)
-            if classes != len(images.classes):
-                raise SpecError(
-                    f"--weights has {classes} classes but --data {data} has "
-                    f"{len(images.classes)} class folders ({', '.join(images.classes[:5])}"
-                    f"{', ...' if len(images.classes) > 5 else ''}); wrong checkpoint or folder?")
-    if not force:
-        _check_memory(spec, model)
-
-
-def _output_classes(model) -> int:
-    import torch.nn as nn
-
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features if linears else -1
-
-
-def _check_memory(spec: Spec, model) -> None:
-    """Refuse a case that would swap the machine to death, before anything runs."""
-    available = available_memory_bytes()
-    if available is None:
-        return
-    weights = sum(p.numel() * 4 for p in model.parameters()) if model is not None else 0
-    batch, size = max(spec.batches), max(spec.sizes)
-    need = estimate_case_bytes(batch, size, weights)
-    if need > available:
-        raise SpecError(
-            f"batch {batch} at {size} px needs about {need / 2**30:.1f} GiB (input x "
-            f"{ACTIVATION_FACTOR} for activations, plus weights) but only "
-            f"{available / 2**30:.1f} GiB is available; use smaller sizes or batches, or --force")
-
-
-def prepare_out(out: Path) -> Path:
-    """Create the run directory and prove it is writable, or raise SpecError."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise SpecError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
-    return out
+    return {backend: {k: str(v) for k, v in raw.get(backend, {}).items()} for backend in backends}

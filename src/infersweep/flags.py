@@ -1,0 +1,165 @@
+"""The sweep flags that `run` and `plan` share, declared once.
+
+Typer reads a command's parameters from its signature, so ``with_sweep_flags`` writes the shared
+ones into the signature of the command it decorates (their order here is their order in
+``--help``); the command itself receives them as one ``SweepArgs``. ``SPEC_FLAGS``, the flags that
+become keys of the sweep (as in sweep.toml), derives from the same declaration.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from infersweep.env import gpu_count
+from infersweep.grid.filters import HELP as FILTER_HELP
+from infersweep.grid.filters import Filter, FilterError, parse_filter
+from infersweep.grid.spec import Spec, SpecError, build_spec, load_toml, parse_option_flags
+
+# Reused by other commands (report, compare) as well.
+Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
+Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # the parameter name; for a sweep key, its name in sweep.toml
+    annotation: Any  # Annotated[type, typer.Option(...)] or typer.Argument
+    default: Any = None
+    in_spec: bool = True  # False: an input of the command, not a key of the sweep
+    executor: bool = False  # where cases run: `run` has these, `plan` does not
+
+
+def _option(name: str, kind, help: str, default=None, **kw) -> Flag:
+    flag = "--" + name.replace("_", "-")
+    return Flag(name, Annotated[Optional[kind] if default is None else kind,
+                                typer.Option(flag, help=help)], default, **kw)
+
+
+FLAGS = (
+    Flag("spec_file", Annotated[Optional[Path], typer.Argument(
+        help="sweep.toml (flags override it)")], in_spec=False),
+    _option("model", str, "torchvision model name (default: resnet18)"),
+    _option("weights", str,
+            "local state_dict; may contain {size} (default: random init, fixed seed)"),
+    _option("backends", str, "comma list (default: torch,onnxruntime)"),
+    _option("devices", str, "cpu,cuda (default: cpu, +cuda if present)"),
+    _option("precisions", str, "fp32,fp16,... (default: fp32)"),
+    _option("sizes", str, "image sizes in px (default: 224)"),
+    _option("batches", str, "batch sizes (default: 1,8,32)"),
+    _option("data", str,
+            "synthetic, samples (bundled photos) or an image folder (default: synthetic)"),
+    _option("out", Path, "run directory (default: runs/<model>-<hash>)"),
+    _option("timeout", float, "seconds per case (default: 600)"),
+    Flag("baseline", Baseline),
+    _option("seed", int, "seed for weights and data (default: 0)"),
+    _option("min_time", float, "timed seconds at least (default: 1)"),
+    _option("max_time", float, "timed seconds at most (default: 10)"),
+    _option("min_iterations", int, "timed runs at least (default: 10)"),
+    _option("target_ci", float,
+            "stop at this relative 95% CI half-width of the median (default: 0.01)"),
+    _option("scope", str,
+            "compute (inputs already placed) or e2e (host in, host out) (default: compute)"),
+    _option("option", list[str], "backend option BACKEND.KEY=VALUE, repeatable (e.g. "
+                                 "torch-compile.mode=max-autotune)"),
+    _option("channels_last", bool, "channels_last memory format for torch and torch-compile",
+            default=False),
+    _option("compile_mode", str,
+            "torch-compile mode: default, reduce-overhead, max-autotune, ..."),
+    _option("gpus", str,
+            "GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU"),
+    _option("quick", bool, "explore: +-5% target, 2 s cap per case; results marked quick",
+            default=False),
+    Flag("only", Only, in_spec=False),
+    _option("executor", str, "local (default) or ray: a Ray task per group, on a cluster or a "
+                             "local Ray instance (pip install 'infersweep[ray]')", executor=True),
+    _option("ray_address", str, "an existing Ray cluster, e.g. ray://head:10001 or head:6379 "
+                                "(default: start a local Ray instance)", executor=True),
+    _option("retries", int,
+            "executor ray: re-schedule a crashed case up to N times (default: 0)", executor=True),
+)
+SPEC_FLAGS = tuple(f.name for f in FLAGS if f.in_spec)
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    """What `run` or `plan` was given for the sweep."""
+
+    spec_file: Path | None
+    flags: dict  # the sweep flags by name (SPEC_FLAGS); None or False where not given
+    only: str | None  # --only text
+
+    def raw(self) -> dict:
+        """The sweep file's values with the flags laid over them: what ``build_spec`` takes."""
+        flags = dict(self.flags)
+        raw = load_toml(self.spec_file) if self.spec_file else {}
+        options = {k: dict(v) for k, v in raw.get("options", {}).items()} \
+            if isinstance(raw.get("options"), dict) else raw.get("options")
+        flag_options = parse_option_flags(flags.pop("option", None) or [])
+        if flags.pop("channels_last", False):
+            for backend in ("torch", "torch-compile"):
+                flag_options.setdefault(backend, {})["channels_last"] = "true"
+        if flags.get("compile_mode"):
+            flag_options.setdefault("torch-compile", {})["mode"] = flags["compile_mode"]
+        flags.pop("compile_mode", None)
+        if flag_options:
+            options = options if isinstance(options, dict) else {}
+            for backend, values in flag_options.items():
+                options.setdefault(backend, {}).update(values)
+        flags["out"] = str(flags["out"]) if flags.get("out") else None
+        flags["quick"] = True if flags.get("quick") else None  # a flag can only turn it on
+        raw.update({k: v for k, v in flags.items() if v is not None})
+        if options is not None:
+            raw["options"] = options
+        return raw
+
+    def spec(self) -> tuple[Spec, bool]:
+        """The validated Spec, and whether this machine has a GPU; SpecError on bad input."""
+        raw = self.raw()
+        gpus_visible = gpu_count()
+        return build_spec(raw, gpus_visible=gpus_visible), gpus_visible > 0
+
+
+def only_filter(text: str | None) -> Filter | None:
+    """The --only filter of run, plan and report, or None; a bad one is a SpecError (exit 2)."""
+    from infersweep.backends import registry
+
+    if not text:
+        return None
+    try:
+        return parse_filter(text, backends=registry())
+    except FilterError as exc:
+        raise SpecError(f"--only: {exc}") from None
+
+
+def with_sweep_flags(executor: bool = True):
+    """Give the decorated command the sweep flags (``executor``: the executor flags too).
+
+    The command declares a parameter ``sweep: SweepArgs`` and its own options; its signature
+    as typer sees it is the shared flags, in FLAGS order, followed by its own options."""
+    shared = [f for f in FLAGS if executor or not f.executor]
+
+    def decorate(command):
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+               if p.name != "sweep"]
+        params = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=f.default, annotation=f.annotation) for f in shared]
+        params += own
+
+        @functools.wraps(command)
+        def wrapper(**values):
+            given = {f.name: values.pop(f.name) for f in shared}
+            sweep = SweepArgs(spec_file=given.pop("spec_file"), only=given.pop("only"),
+                              flags=given)
+            return command(sweep=sweep, **values)
+
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
