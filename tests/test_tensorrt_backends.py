@@ -13,7 +13,7 @@ from conftest import cli
 
 from infersweep.backends import get_backend, registry
 from infersweep.backends.base import PrecisionError
-from infersweep.backends.onnxruntime_trt import (
+from infersweep.backends.tensorrt.onnxruntime_trt import (
     NO_LIBRARY,
     NO_PROVIDER,
     TRT_PROVIDER,
@@ -34,7 +34,7 @@ from infersweep.backends.onnxruntime_trt import (
     tensorrt_names,
     tensorrt_provider_options,
 )
-from infersweep.backends.tensorrt_common import (
+from infersweep.backends.tensorrt.common import (
     BatchProfile,
     engine_key,
     profile_of,
@@ -42,7 +42,7 @@ from infersweep.backends.tensorrt_common import (
     resolve_profile,
     timing_cache_dir,
 )
-from infersweep.backends.torch_tensorrt import (
+from infersweep.backends.tensorrt.torch_tensorrt import (
     compile_parameters,
     compile_settings,
     save_parameters,

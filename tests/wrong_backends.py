@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from infersweep.backends.torch_eager import TorchEager, TorchSession
+from infersweep.backends.torch_common import TorchSession
+from infersweep.backends.torch_eager import TorchEager
 
 
 class PerturbedSession(TorchSession):

@@ -15,7 +15,6 @@ from functools import lru_cache
 import numpy as np
 
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
-from infersweep.artefacts.cache import cache_root
 from infersweep.case import Case
 from infersweep.artefacts.export import DEFAULT_OPSET, onnx_export
 
@@ -31,11 +30,11 @@ def cpu_capabilities() -> tuple[str, ...]:
 
 
 class OpenVinoSession(Session):
-    def __init__(self, path, case: Case, info: dict):
+    def __init__(self, path, case: Case, info: dict, cache_dir):
         import openvino as ov
 
         self.core = ov.Core()
-        self.core.set_property({"CACHE_DIR": str(cache_root() / "openvino")})
+        self.core.set_property({"CACHE_DIR": str(cache_dir)})  # compiled blobs, reused next run
         self.model = self.core.read_model(str(path))
         self.config = {"PERFORMANCE_HINT": options_of(case).get("performance_hint", "LATENCY"),
                        "INFERENCE_PRECISION_HINT": HINT_PRECISION[case.precision]}
@@ -91,7 +90,8 @@ class OpenVino(Backend):
     def prepare(self, source, case: Case, cache) -> OpenVinoSession:
         opset = source.opset or DEFAULT_OPSET
         path, _ = onnx_export(source, case.image_size, opset, cache)
-        return OpenVinoSession(path, case, {"onnx_file": str(path), "opset": opset})
+        return OpenVinoSession(path, case, {"onnx_file": str(path), "opset": opset},
+                               cache.root / "openvino")
 
 
 BACKENDS = [OpenVino(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from infersweep.backends.base import Backend, options_of
-from infersweep.backends.torch_eager import TORCH_PRECISIONS, TorchSession
+from infersweep.backends.torch_common import TORCH_PRECISIONS, TorchSession
 from infersweep.case import Case
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -35,7 +35,7 @@ from infersweep.backends.base import (
     Session,
     options_of,
 )
-from infersweep.backends.tensorrt_common import (
+from infersweep.backends.tensorrt.common import (
     INPUT_CHANNELS,
     PROFILE_DEFAULTS,
     TRT_PRECISIONS,
@@ -47,7 +47,7 @@ from infersweep.backends.tensorrt_common import (
     timing_cache_dir,
     workspace_of,
 )
-from infersweep.backends.torch_eager import TORCH_DTYPES
+from infersweep.backends.torch_common import TORCH_DTYPES
 from infersweep.case import Case
 
 # --- Torch-TensorRT -------------------------------------------------------------------------

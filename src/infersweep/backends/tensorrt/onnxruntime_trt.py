@@ -48,7 +48,7 @@ from infersweep.backends.onnxruntime import (
     OrtCudaSession,
     _session_options,
 )
-from infersweep.backends.tensorrt_common import (
+from infersweep.backends.tensorrt.common import (
     INPUT_CHANNELS,
     PROFILE_DEFAULTS,
     TRT_PRECISIONS,
@@ -277,8 +277,8 @@ class OrtTensorrtSession(OrtCudaSession):
     def build_engine(self, batch: int, image_size: int) -> None:
         """One run at the profile's opt batch: TensorRT builds its engine (if creating the
         session did not) and writes it to the engine cache before prepare returns."""
-        host = np.zeros((batch, INPUT_CHANNELS, image_size, image_size), dtype=self.dtype)
-        self.run(self.place(host))
+        host_batch = np.zeros((batch, INPUT_CHANNELS, image_size, image_size), dtype=self.dtype)
+        self.run(self.place(host_batch))
 
     def specialize(self, placed) -> None:
         _, x, _ = placed
