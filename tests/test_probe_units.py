@@ -110,15 +110,36 @@ def test_flops_counted_once_per_group_and_achieved_tflops_derived(monkeypatch):
     assert not Flops().applies(_ctx(backend=Backend("fake", ("cpu",), {}, needs_model=False)))
 
 
-def test_accuracy_with_labels_without_them_and_with_other_classes():
-    images = SimpleNamespace(classes=["cat", "dog"])
-    output = np.array([[2.0, 1.0], [0.0, 1.0], [5.0, 0.0], [0.0, 3.0]])
-    labelled = SimpleNamespace(images=images, labels=lambda n: np.array([0, 1, 1, 1]))
-    assert Accuracy().after(_ctx(batches=labelled, output=output)).fields == {
-        "top1_accuracy": 0.75}
-    unlabelled = SimpleNamespace(images=None, labels=lambda n: None)
-    assert Accuracy().after(_ctx(batches=unlabelled, output=output)).fields == {}
-    wide = Accuracy().after(_ctx(batches=labelled, output=np.zeros((4, 10))))
+class _FixedSession:
+    """run() returns the next of a list of logit batches: predictions known in advance."""
+
+    def __init__(self, logits):
+        self.logits = list(logits)
+
+    def place(self, batch):
+        return batch
+
+    def run(self, placed):
+        return self.logits.pop(0)
+
+    def fetch(self, output):
+        return output
+
+
+def test_accuracy_over_every_chunk_once_per_group_and_padding_not_counted():
+    chunks = [(np.zeros((2, 3, 8, 8)), np.array([0, 1])), (np.zeros((2, 3, 8, 8)), np.array([1]))]
+    images = SimpleNamespace(classes=["cat", "dog"], labels=[0, 1, 1])
+    labelled = SimpleNamespace(images=images, labelled_chunks=lambda b, s, limit: iter(chunks))
+    # predictions: cat, cat | dog, (padding: cat) -> right on images 1 and 3 of 3
+    session = _FixedSession([np.array([[2.0, 1.0], [3.0, 0.0]]), np.array([[0.0, 1.0], [5., 0.]])])
+    probe = Accuracy()
+    ctx = _ctx(batches=labelled, output=np.zeros((2, 2)), session=session)
+    expected = {"top1_accuracy": 2 / 3, "accuracy_images": 3}
+    assert probe.after(ctx).fields == expected
+    assert probe.after(ctx).fields == expected  # the second case of the group: no second pass
+    unlabelled = SimpleNamespace(images=None)
+    assert Accuracy().after(_ctx(batches=unlabelled, output=np.zeros((2, 2)))).fields == {}
+    wide = Accuracy().after(_ctx(batches=labelled, output=np.zeros((4, 10)), session=session))
     assert wide.fields == {} and "10 classes" in wide.info["accuracy_skipped"]
 
 

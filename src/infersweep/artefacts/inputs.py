@@ -133,6 +133,19 @@ class BatchSource:
         arrays = [preprocess(files[i % len(files)], image_size) for i in range(batch_size)]
         return np.ascontiguousarray(np.stack(arrays))
 
+    def labelled_chunks(self, batch_size: int, image_size: int, limit: int):
+        """The first ``limit`` labelled images, in batches of exactly ``batch_size`` (runtimes
+        compiled for one shape get that shape): yields (batch, labels of its real images). The
+        last batch is padded with the first images; only its real images have labels."""
+        if self.images is None or self.images.labels is None:
+            return
+        files, labels = self.images.files[:limit], self.images.labels[:limit]
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            padded = chunk + [files[i % len(files)] for i in range(batch_size - len(chunk))]
+            batch = np.stack([preprocess(path, image_size) for path in padded])
+            yield np.ascontiguousarray(batch), np.array(labels[start:start + len(chunk)])
+
     def labels(self, batch_size: int) -> np.ndarray | None:
         if self.images is None or self.images.labels is None:
             return None
