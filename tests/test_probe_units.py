@@ -93,7 +93,8 @@ def test_gpu_memory_without_nvml_falls_back_only_for_a_torch_allocator(monkeypat
         assert reading.warnings == []
     else:
         assert "peak_memory_mb" not in reading.fields
-        assert reading.warnings == ["GPU memory not measured: nvidia-ml-py (NVML) unavailable"]
+        assert reading.warnings == ["GPU memory not measured: nvidia-ml-py (NVML) unavailable; "
+                                    "install with: pip install 'infersweep[gpu]'"]
 
 
 def test_flops_counted_once_per_group_and_achieved_tflops_derived(monkeypatch):

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from infersweep.flags import Baseline, Only, SweepArgs, only_filter, with_sweep_flags
 from infersweep.grid.filters import FilterError, parse_filter
@@ -283,8 +284,8 @@ def env():
     facts = collect()
     gpu_present = gpu_count() > 0
     table = Table(show_header=False)
-    for label, value in describe(facts):
-        table.add_row(label, str(value))
+    for label, value in describe(facts):  # Text: install lines ('infersweep[gpu]') stay whole
+        table.add_row(label, Text(str(value)))
     for name, backend in registry().items():
         devices = [d for d in backend.devices if d == "cpu" or gpu_present]
         usable = [d for d in devices if backend.available(d) is None]
@@ -292,7 +293,7 @@ def env():
         state = f"available on {', '.join(usable)}" if usable else "not available"
         if reasons:
             state += f" ({'; '.join(sorted(reasons))})"
-        table.add_row(f"backend {name}", state)
+        table.add_row(f"backend {name}", Text(state))
     console.print(table)
 
 

@@ -8,6 +8,31 @@ import socket
 from importlib import metadata
 from pathlib import Path
 
+from infersweep import __version__
+
+# The optional extras (pyproject.toml) and the module each one brings: what `env` reports as
+# missing, with the exact line that installs it.
+EXTRAS = {"openvino": "openvino", "gpu": "pynvml", "timm": "timm", "ray": "ray",
+          "samples": "skimage"}
+
+
+def install_line(extra: str) -> str:
+    return f"pip install 'infersweep[{extra}]'"
+
+
+def extras() -> dict[str, bool]:
+    """Which extras are installed here."""
+    import importlib.util
+
+    found = {}
+    for extra, module in EXTRAS.items():
+        try:
+            found[extra] = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found[extra] = False
+    return found
+
+
 PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript",
             "openvino", "torch-tensorrt", "tensorrt", "numpy", "nvidia-ml-py")
 
@@ -102,6 +127,7 @@ def collect() -> dict:
         except metadata.PackageNotFoundError:
             continue
     return {
+        "infersweep": __version__,
         "host": socket.gethostname(),
         "cpu": _cpu_model(),
         "cpu_flags": _cpu_flags(),
@@ -112,16 +138,21 @@ def collect() -> dict:
         "python": platform.python_version(),
         "packages": versions,
         "gpus": gpus(),
+        "extras": extras(),
     }
 
 
 def describe(env: dict) -> list[tuple[str, str]]:
     """(label, value) pairs for terminal and Markdown output."""
     flags = ", ".join(env.get("cpu_flags", [])) or "none of " + ", ".join(CPU_FLAGS)
-    pairs = [("Host", env["host"]), ("CPU", f"{env['cpu']} ({env['cores_usable']} usable cores; "
+    pairs = [("infersweep", env.get("infersweep", "?")), ("Host", env["host"]), ("CPU", f"{env['cpu']} ({env['cores_usable']} usable cores; "
                                             f"{flags})"),
              ("Memory", f"{env['memory_gib']} GiB"), ("OS", env["os"]), ("Python", env["python"])]
     pairs += [(name, version) for name, version in env["packages"].items()]
+    if "extras" in env:  # runs stored before extras existed have no such entry
+        pairs.append(("Extras", ", ".join(
+            f"{extra}: installed" if present else f"{extra}: missing ({install_line(extra)})"
+            for extra, present in env["extras"].items())))
     if env["gpus"]:
         for g in env["gpus"]:
             pairs.append((f"GPU {g['index']}", f"{g['name']}, {g['memory_gib']} GiB, "

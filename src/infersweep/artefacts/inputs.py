@@ -88,8 +88,8 @@ def open_images(data: str, size: int = 32) -> ImageSet:
     if data == "samples":
         files = sample_photos()
         if not files:
-            raise DataError("no bundled sample photographs found "
-                            "(install scikit-image or matplotlib)")
+            raise DataError("no bundled sample photographs found; install them with: "
+                            "pip install 'infersweep[samples]'")
         folder = None
     else:
         folder = Path(data)

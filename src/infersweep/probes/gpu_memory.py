@@ -16,6 +16,7 @@ import threading
 from infersweep.probes.base import Column, Probe, ProbeContext, Reading
 from infersweep.probes.cpu_memory import MEMORY_SOURCE, PEAK_MEMORY
 
+GPU_EXTRA = "pip install 'infersweep[gpu]'"  # nvidia-ml-py
 SOURCE_NVML_PROCESS = "gpu:nvml process memory (peak sampled during the case; incl. CUDA context)"
 SOURCE_NVML_DEVICE = ("gpu:nvml device memory used minus before the worker's CUDA context "
                       "(peak sampled during the case; incl. CUDA context)")
@@ -114,7 +115,8 @@ class GpuMemory(Probe):
         try:
             sampler = GpuMemorySampler()
         except Exception as exc:  # nvidia-ml-py missing or no driver: memory from torch only
-            print(f"infersweep: NVML unavailable ({exc}); GPU memory from torch only",
+            print(f"infersweep: NVML unavailable ({exc}); GPU memory from torch only "
+                  f"(install with: {GPU_EXTRA})",
                   file=sys.stderr)
             return
         import torch
@@ -150,9 +152,11 @@ class GpuMemory(Probe):
             # this runtime holds, though neither the CUDA context nor cuDNN's workspaces.
             reading.fields.update({
                 PEAK_MEMORY.name: reading.info["torch_max_memory_reserved_mb"],
-                MEMORY_SOURCE.name: "gpu:torch allocator reserved peak (NVML unavailable)"})
+                MEMORY_SOURCE.name: "gpu:torch allocator reserved peak (NVML unavailable; "
+                                    f"install with: {GPU_EXTRA})"})
         else:
-            reading.warnings.append("GPU memory not measured: nvidia-ml-py (NVML) unavailable")
+            reading.warnings.append("GPU memory not measured: nvidia-ml-py (NVML) unavailable; "
+                                    f"install with: {GPU_EXTRA}")
         return reading
 
     def end(self, ctx: ProbeContext) -> None:
