@@ -186,7 +186,7 @@ def hardware_html(groups: list) -> str:
 
 
 def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot],
-              hardware: list = ()) -> str:
+              hardware: list = (), baseline_ok: bool | None = None) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>infersweep report: {escape(title)}</title><style>{CSS}</style></head><body>"
@@ -194,7 +194,7 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
             f"<p>{len(rows)} cases: {escape(status_line(rows))}. Speedup is relative to "
             f"<b>{escape(baseline)}</b> at the same device, precision, image size, batch and "
             f"data.</p>"
-            + summary_html(build_summary(rows, env, baseline))
+            + summary_html(build_summary(rows, env, baseline, baseline_ok))
             + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
             + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")
@@ -205,7 +205,7 @@ def write(ctx: ReportContext) -> None:
     # nothing; each machine's own report.html has its plots.
     plots = [] if ctx.hardware else plots_of(ctx)
     atomic_write(ctx.out_dir / "report.html", html_text(
-        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware))
+        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware, ctx.baseline_ok))
 
 
 # html embeds the plots, so it draws them too.

@@ -167,7 +167,7 @@ def markdown_text(ctx: ReportContext) -> str:
     rows, env = ctx.rows, ctx.env
     lines = [f"# infersweep report: {ctx.title}", "",
              f"{len(rows)} cases: {status_line(rows)}", "",
-             *markdown_lines(build_summary(rows, env, ctx.baseline)),
+             *markdown_lines(build_summary(rows, env, ctx.baseline, ctx.baseline_ok)),
              "## Environment", "", "| | |", "|---|---|",
              *[f"| {label} | {value} |" for label, value in describe(env)], "",
              *_method(rows, ctx.baseline, ctx.peaks),
