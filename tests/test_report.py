@@ -117,3 +117,25 @@ def test_utilization_above_the_measured_peak_is_explained(tmp_path):
     write_reports(tmp_path, results, ENV, "torch",
                   {"cpu:fp32": {"tflops": 10.0, "source": "measured"}})
     assert "utilisation above 100%" not in (tmp_path / "report.md").read_text()
+
+
+def test_utilization_above_the_peak_is_marked_and_explained_in_html_too(tmp_path):
+    from infersweep.reports.rows import above_peak_note
+
+    results = [_ok("torch", 8, 100.0), _ok("torch", 1, 100.0)]  # 290.4% and 36.3% of 0.1
+    write_reports(tmp_path, results, ENV, "torch",
+                  {"cpu:fp32": {"tflops": 0.1, "source": "measured"}}, visuals=True)
+    html = (tmp_path / "report.html").read_text()
+    note = above_peak_note([{"device": "cpu", "precision": "fp32", "utilization_pct": 290.4}])
+    assert note.startswith("utilisation above 100% (cpu fp32): the case ran faster than the "
+                           "measured peak.")
+    # The same explanation as report.md's, under the table, and the cell linked to it.
+    assert f"- {note}" in (tmp_path / "report.md").read_text()
+    assert f'<p id="above-peak" class="note">* {note}</p>' in html
+    assert ('<td class="num above-peak" data-sort="290.4" title="above the measured peak: see '
+            'the note under the table">290.4<a href="#above-peak">*</a></td>') in html
+    assert '<td class="num" data-sort="36.3">36.3</td>' in html  # below the peak: bare
+    write_reports(tmp_path, results, ENV, "torch",
+                  {"cpu:fp32": {"tflops": 10.0, "source": "measured"}}, visuals=True)
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="above-peak"' not in html and "above-peak" not in html.split("</style>")[1]
