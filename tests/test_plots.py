@@ -1,7 +1,10 @@
 """Plots with real matplotlib into real files: which are drawn, and which are skipped for lack of
 data (only failures, one batch size, one image size)."""
 
+import dataclasses
 import random
+
+import numpy as np
 
 from infersweep.case import Case
 from infersweep.reports.plots import write_plots
@@ -91,3 +94,51 @@ def test_write_reports_with_visuals(tmp_path):
     write_reports(tmp_path, _sweep(), ENV, "torch", visuals=True)
     assert (tmp_path / "plots" / "throughput_vs_batch.svg").stat().st_size > 0
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def _figures(results):
+    from infersweep.reports.figures import figures
+
+    samples = {r.case.case_id: r.samples_ms for r in results}
+    return {name: fig for name, _caption, fig in
+            figures(rows_with_speedup(results, "torch"), samples, "torch")}
+
+
+def test_the_legend_never_covers_the_title_or_a_panel():
+    # One image size (one narrow panel) and two models (a long title): the legend used to sit at
+    # the upper right, over the end of the title.
+    results = _sweep(sizes=(224,))
+    results += [Result(dataclasses.replace(r.case, model="mobilenet_v3_large"), r.status,
+                       samples_ms=r.samples_ms) for r in results if r.status == "ok"]
+    checked = 0
+    for name, fig in _figures(results).items():
+        if not fig.legends:
+            continue
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (legend,) = fig.legends
+        box = legend.get_window_extent(renderer)
+        assert not box.overlaps(fig._suptitle.get_window_extent(renderer)), name
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert not box.overlaps(ax.get_window_extent(renderer)), name
+        assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1), name
+        checked += 1
+    assert checked == 2  # throughput_vs_batch and speedup_vs_batch
+
+
+def test_one_far_outlier_does_not_squash_the_spread_from_the_median():
+    results = _sweep(sizes=(224,))
+    clean = _figures(results)["latency_224px"].axes[1]
+    assert clean.get_xlabel() == "difference from the case's median (%)"
+    assert clean.get_xlim()[1] < 10  # jitter of ~2%: nothing clipped
+
+    outlier_case = next(r for r in results if r.status == "ok")
+    outlier_case.samples_ms[3] *= 8
+    relative = 100 * (outlier_case.samples_ms[3] / np.median(outlier_case.samples_ms) - 1)
+    panel = _figures(results)["latency_224px"].axes[1]
+    low, high = panel.get_xlim()
+    # The axis is set by the bulk (every other sample within 5% of its median), not by +700%.
+    assert -10 < low < 0 < high < 10, (low, high)
+    assert panel.get_xlabel() == ("difference from the case's median (%)\n"
+                                  f"clipped: 1 sample beyond (triangles), up to {relative:+.0f}%")

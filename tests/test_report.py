@@ -2,6 +2,10 @@
 
 import csv
 import json
+import re
+from pathlib import Path
+
+import pytest
 
 from infersweep.case import Case
 from infersweep.reports.formats import write_reports
@@ -117,3 +121,105 @@ def test_utilization_above_the_measured_peak_is_explained(tmp_path):
     write_reports(tmp_path, results, ENV, "torch",
                   {"cpu:fp32": {"tflops": 10.0, "source": "measured"}})
     assert "utilisation above 100%" not in (tmp_path / "report.md").read_text()
+
+
+def test_utilization_above_the_peak_is_marked_and_explained_in_html_too(tmp_path):
+    from infersweep.reports.rows import above_peak_note
+
+    results = [_ok("torch", 8, 100.0), _ok("torch", 1, 100.0)]  # 290.4% and 36.3% of 0.1
+    write_reports(tmp_path, results, ENV, "torch",
+                  {"cpu:fp32": {"tflops": 0.1, "source": "measured"}}, visuals=True)
+    html = (tmp_path / "report.html").read_text()
+    note = above_peak_note([{"device": "cpu", "precision": "fp32", "utilization_pct": 290.4}])
+    assert note.startswith("utilisation above 100% (cpu fp32): the case ran faster than the "
+                           "measured peak.")
+    # The same explanation as report.md's, under the table, and the cell linked to it.
+    assert f"- {note}" in (tmp_path / "report.md").read_text()
+    assert f'<p id="above-peak" class="note">* {note}</p>' in html
+    assert ('<td class="num above-peak" data-sort="290.4" title="above the measured peak: see '
+            'the note under the table">290.4<a href="#above-peak">*</a></td>') in html
+    assert '<td class="num" data-sort="36.3">36.3</td>' in html  # below the peak: bare
+    write_reports(tmp_path, results, ENV, "torch",
+                  {"cpu:fp32": {"tflops": 10.0, "source": "measured"}}, visuals=True)
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="above-peak"' not in html and "above-peak" not in html.split("</style>")[1]
+
+
+# The README's "What a run writes" and flag table, checked against what the code writes.
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def _readme_paragraph(start: str) -> str:
+    """The README's text from ``start`` to the next list item or blank line, joined to one line."""
+    tail = README[README.index(start):]
+    end = min(i for i in (tail.find("\n- ", 1), tail.find("\n\n")) if i > 0)
+    return " ".join(tail[:end].split())
+
+
+@pytest.fixture(scope="module")
+def two_group_run(tmp_path_factory):
+    """A real sweep of two groups of three batches; batch 2 of fault-abort crashes its worker."""
+    from conftest import FAST, cli
+
+    out = tmp_path_factory.mktemp("readme") / "run"
+    proc = cli("run", "--backends", "fault-ok,fault-abort", "--batches", "1,2,3", "--sizes", 8,
+               "--out", out, *FAST)
+    assert "crashed" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_readme_names_the_keys_results_json_has(two_group_run):
+    _out, data = two_group_run
+    text = _readme_paragraph("- `results.csv` (the columns below) and `results.json`")
+    keys, extra = text.split("keys ")[1].split(": one object per row")[0], \
+        text.split("every column plus ")[1].split(" (the raw samples")[0]
+    assert re.findall(r"`(\w+)`", keys) == list(data)
+    row_extra = [k for k in data["results"][0] if k not in CSV_COLUMNS]
+    assert re.findall(r"`(\w+)`", extra) == row_extra
+
+
+def test_readme_describes_the_worker_logs_as_written(two_group_run):
+    out, data = two_group_run
+    first = {}
+    for row in data["results"]:
+        if row["batch_size"] == 1:
+            first[row["backend"]] = row["case_id"]
+    # One log per group, named after its first case; a crash's row names its group's log.
+    assert sorted(p.name for p in (out / "logs").iterdir()) == sorted(
+        f"worker-{cid}.log" for cid in first.values())
+    (crashed,) = [r for r in data["results"] if r["status"] == "crashed"]
+    assert crashed["info"]["log"] == str(out / "logs" / f"worker-{first['fault-abort']}.log")
+    assert _readme_paragraph("- `env.json` and `logs/") == (
+        "- `env.json` and `logs/worker-<case_id>.log`: one log per group of cases (cases that "
+        "differ only in batch size share a worker and a prepared model), named after the group's "
+        "first case; it holds the stdout/stderr of every worker of that group, appended when a "
+        "worker is restarted after a crash, and a failed case's traceback.")
+
+
+def test_readme_states_the_quick_settings_the_code_uses():
+    from infersweep.grid.spec import QUICK_SETTINGS as q
+
+    assert (f"| `--quick` | | exploring: ±{q['target_ci']:.0%} target; timed phase "
+            f"{q['min_time_s']:g}–{q['max_time_s']:g} s and at least {q['min_iterations']} runs, "
+            f"warmup at most {q['warmup_max_s']:g} s per case (preparation such as exports and "
+            "compiles comes on top; measurement flags given with it win); rows are marked quick "
+            "and never count as done for a full run |") in README.splitlines()
+
+
+def test_readme_says_what_plans_estimate_leaves_out(two_group_run):
+    from conftest import FAST, cli
+
+    from infersweep.results.history import wall_times
+
+    out, data = two_group_run
+    proc = cli("plan", "--backends", "fault-ok,fault-abort", "--batches", "1,2,3", "--sizes", 8,
+               "--out", out.parent / "again", *FAST)
+    # The estimate is the sum of the cases' latest wall times, nothing more ...
+    total = sum(wall_times()[r["case_id"]] for r in data["results"])
+    assert proc.stdout.splitlines()[-1] == f"estimated time: {total / 60:.1f} min from earlier runs"
+    # ... and the README says so.
+    line = README.index("infersweep plan [SWEEP.toml] [flags]")
+    assert " ".join(README[line:README.index("infersweep report DIR")].split()) == (
+        "infersweep plan [SWEEP.toml] [flags] every case and what will happen to it, and a time "
+        "estimate (the cases' wall times in earlier runs; starting the workers, measuring peaks "
+        "and writing the report at the end come on top, seconds that dominate a short sweep)")

@@ -146,3 +146,45 @@ def test_summary_of_only_failed_cases():
     summary = build_summary(rows_with_speedup([Result(case, "oom", reason="MemoryError")],
                                               "torch"), ENV, "torch")
     assert summary.fastest == [] and summary.curves == [] and summary.sentences == []
+
+
+def _filtered_report(tmp_path, results, only):
+    from infersweep.grid.filters import parse_filter
+
+    write_reports(tmp_path, results, ENV, "torch", visuals=True, only=parse_filter(only))
+    return (tmp_path / "report.md").read_text(), (tmp_path / "report.html").read_text()
+
+
+def test_a_report_filtered_to_leave_out_the_baseline_keeps_its_speedups_and_says_so(tmp_path):
+    # Speedups are computed on the whole run; leaving the baseline's own rows out of the view
+    # must not make the summary claim it never ran while the tables show "2.28x vs torch".
+    results = [_ok("torch", 8, 100.0), _ok("onnxruntime", 8, 100.0 / 2.28)]
+    md, html = _filtered_report(tmp_path, results, "backend=onnxruntime")
+    finding = "onnxruntime is 2.3x faster than torch on the CPU at batch 8, 224 px (fp32)."
+    note = ("The baseline torch is filtered out of this report; the speedups compare with its "
+            "cases in the whole run.")
+    assert f"{finding}\n\n{note}\n" in md
+    assert f"<p>{finding}</p><p>{note}</p>" in html
+    assert "no successful case" not in md and "no successful case" not in html
+    assert "| cpu | fp32 | 224 px | onnxruntime | 8 | 182.4 img/s | 43.86 ms | 2.28x vs torch |" \
+        in md
+    assert "<td>43.86 ms</td><td>2.28x vs torch</td>" in html
+    assert '<td class="num" data-sort="2.28">2.28</td>' in html  # the results table's speedup
+    assert _md_results(md) == [{**_md_results(md)[0], "speedup": "2.28x"}]
+
+
+def _md_results(md: str) -> list[dict]:
+    """The rows of report.md's results table as {header: cell}."""
+    table = md.split("## Results\n\n")[1].split("\n\n")[0].splitlines()
+    head = [c.strip() for c in table[0].strip("|").split("|")]
+    return [dict(zip(head, (c.strip() for c in line.strip("|").split("|"))))
+            for line in table[2:]]
+
+
+def test_a_filtered_report_whose_baseline_really_failed_says_so(tmp_path):
+    case = Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 224, 8, "synthetic")
+    results = [Result(case, "crashed", reason="SIGSEGV"), _ok("onnxruntime", 8, 5.0)]
+    md, html = _filtered_report(tmp_path, results, "backend=onnxruntime")
+    sentence = "The baseline torch has no successful case: no speedups computed."
+    assert f"{sentence}\n" in md and f"<p>{sentence}</p>" in html
+    assert "filtered out" not in md and "vs torch" not in md and "vs torch" not in html

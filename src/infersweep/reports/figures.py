@@ -19,6 +19,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLoca
 from infersweep.reports.summary import BatchCurve, Series, batch_curves, measured, varying_fields
 
 PANEL_SIZE = (5.0, 3.6)  # inches per panel
+LEGEND_COLUMNS = 2
+LEGEND_ROW = 0.22  # inches per row of legend entries at "small" text
+# A latency sample is an outlier of its case when it lies more than 3 interquartile ranges
+# beyond the quartiles (Tukey's "far out") and more than 5% from the median: differences under
+# 5% are ordinary jitter, never worth clipping the axis for.
+OUTLIER_IQR = 3.0
+MIN_OUTLIER_PCT = 5.0
 
 
 class _Style:
@@ -40,7 +47,7 @@ class _Style:
 def _panels(n: int, title: str) -> tuple[Figure, list]:
     ncols = min(n, 2)  # wider panels shrink their text when the page scales them down
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(PANEL_SIZE[0] * ncols + 2.5, PANEL_SIZE[1] * nrows + 0.6),
+    fig = Figure(figsize=(PANEL_SIZE[0] * ncols + 1.0, PANEL_SIZE[1] * nrows + 0.6),
                  layout="constrained")
     FigureCanvasAgg(fig)
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
@@ -79,9 +86,15 @@ def _legend(fig, ax_list, extra: list[Line2D] = ()) -> None:
             handles.setdefault(label, h)
     for h in extra:
         handles.setdefault(h.get_label(), h)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper",
-                   fontsize="small")
+    if not handles:
+        return
+    # Below the panels, never beside the title: the title is centred over the whole figure, so
+    # a legend at the upper right covered its end whenever the figure was narrow (one panel) or
+    # the title long (several models). The figure grows by the legend's rows.
+    ncols = min(len(handles), LEGEND_COLUMNS)
+    fig.set_figheight(fig.get_figheight() + LEGEND_ROW * math.ceil(len(handles) / ncols))
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=ncols,
+               fontsize="small")
 
 
 def _by(rows: list[dict], field: str) -> dict:
@@ -182,6 +195,43 @@ def speedup_vs(rows: list[dict], x: str, baseline: str, style: _Style,
     return fig
 
 
+def bulk_limits(relative: list[np.ndarray]) -> tuple[float, float]:
+    """The range of every sample that is not an outlier of its own case (beyond its quartiles by
+    more than OUTLIER_IQR interquartile ranges, and more than MIN_OUTLIER_PCT from its median),
+    padded by a twentieth on each side."""
+    bulk = []
+    for s in relative:
+        q1, q3 = np.percentile(s, [25, 75])
+        reach = OUTLIER_IQR * (q3 - q1)
+        low, high = min(q1 - reach, -MIN_OUTLIER_PCT), max(q3 + reach, MIN_OUTLIER_PCT)
+        bulk.append(s[(s >= low) & (s <= high)])
+    values = np.concatenate(bulk)
+    pad = 0.05 * max(values.max() - values.min(), 1.0)
+    return float(values.min() - pad), float(values.max() + pad)
+
+
+def _clip_to_bulk(ax, relative: list[np.ndarray]) -> str:
+    """Limit the "% from median" axis to the bulk of the samples when a few lie far outside it:
+    one +700% sample would otherwise squash every box into a line at 0. Clipped samples are
+    marked by a triangle at the edge on their case's row, and the axis label says how many there
+    are and how far they reach. Returns the axis label."""
+    label = "difference from the case's median (%)"
+    low, high = bulk_limits(relative)
+    beyond = [(i, v) for i, s in enumerate(relative, start=1) for v in s
+              if v < low or v > high]
+    if not beyond:
+        return label
+    ax.set_xlim(low, high)
+    for side, edge, marker in ((1, high, ">"), (-1, low, "<")):
+        rows = sorted({i for i, v in beyond if v * side > 0})
+        if rows:  # an empty line would still count in the layout, at the figure's corner
+                ax.plot([edge] * len(rows), rows, linestyle="none", marker=marker, color="black",
+                    markersize=5, clip_on=False)
+    extreme = max((v for _, v in beyond), key=abs)
+    return (f"{label}\nclipped: {len(beyond)} sample{'s' if len(beyond) > 1 else ''} beyond "
+            f"(triangles), up to {extreme:+.0f}%")
+
+
 def latency_distribution(rows: list[dict], samples: dict[str, list[float]], size: int,
                          style: _Style, title: str) -> Figure | None:
     """Every timed sample of every case at one image size, one box per case. Left: the raw
@@ -210,7 +260,7 @@ def latency_distribution(rows: list[dict], samples: dict[str, list[float]], size
     _log_if_wide(raw_ax, [v for s in data for v in s], axis="x")
     raw_ax.set_xlabel("latency per batch (ms)")
     rel_ax.axvline(0, color="black", linewidth=0.8)
-    rel_ax.set_xlabel("difference from the case's median (%)")
+    rel_ax.set_xlabel(_clip_to_bulk(rel_ax, relative))
     fig.suptitle(f"Latency distribution at {size} px: {title}")
     return fig
 

@@ -39,6 +39,9 @@ class ReportContext:
     # order the rows are grouped; empty on one machine.
     hardware: list = field(default_factory=list)
     plots: list | None = None  # drawn once per write, by whichever format needs them first
+    # Whether the baseline has a successful case in the whole run when ``--only`` chose the rows
+    # (the speedups come from the whole run); None when the rows are the whole run.
+    baseline_ok: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
         rows = rowsmod.rows_by_hardware(groups, loose, baseline, only)
         context = ReportContext(out_dir, rows, results, hardware.combined_env(groups, env),
                                 baseline, {}, out_dir.name, hardware=groups)
+    if only is not None:
+        context.baseline_ok = any(r.status == "ok" and r.samples_ms and r.case.backend == baseline
+                                  for r in results)
     for report_format in chosen:
         report_format.write(context)
     return rows

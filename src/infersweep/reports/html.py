@@ -13,7 +13,7 @@ from html import escape
 from infersweep.probes.base import Column
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.plots import Plot, plots_of
-from infersweep.reports.rows import status_line
+from infersweep.reports.rows import above_peak, above_peak_note, status_line
 from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
 from infersweep.results import result as resultmod
 
@@ -28,6 +28,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 #results th[aria-sort=ascending]::after { content: " \\25B2"; }
 #results th[aria-sort=descending]::after { content: " \\25BC"; }
 tr.bad td { background: #fff3f0; }
+td.above-peak { background: #fff8dc; }
 .summary p { margin: .3em 0; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 1em; }
 dt { font-weight: 600; } dd { margin: 0; }
@@ -136,7 +137,12 @@ def results_html(rows: list[dict], declared: list[Column]) -> str:
         cells = []
         for column in columns:
             value, fmt = r.get(column.name), column.fmt
-            if fmt:  # the raw number sorts; the formatted one is shown
+            if column.name == "utilization_pct" and above_peak(r):
+                # Marked and linked to the note under the table, never shown bare.
+                cells.append(f'<td class="num above-peak" data-sort="{float(value)!r}" '
+                             f'title="above the measured peak: see the note under the table">'
+                             f'{_fmt(value, fmt)}<a href="#above-peak">*</a></td>')
+            elif fmt:  # the raw number sorts; the formatted one is shown
                 raw = "" if value is None else repr(float(value))
                 cells.append(f'<td class="num" data-sort="{raw}">{_fmt(value, fmt)}</td>')
             else:
@@ -147,7 +153,12 @@ def results_html(rows: list[dict], declared: list[Column]) -> str:
             'placeholder="e.g. onnxruntime fp32 224"></label> <span id="shown"></span> '
             '&middot; click a column header to sort</p>'
             f'<div class="wide"><table id="results"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div></section>')
+            f'<tbody>{"".join(body)}</tbody></table></div>{_above_peak_html(rows)}</section>')
+
+
+def _above_peak_html(rows: list[dict]) -> str:
+    note = above_peak_note(rows)
+    return f'<p id="above-peak" class="note">* {escape(note)}</p>' if note else ""
 
 
 def plots_html(plots: list[Plot]) -> str:
@@ -186,7 +197,7 @@ def hardware_html(groups: list) -> str:
 
 
 def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot],
-              hardware: list = ()) -> str:
+              hardware: list = (), baseline_ok: bool | None = None) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>infersweep report: {escape(title)}</title><style>{CSS}</style></head><body>"
@@ -194,7 +205,7 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
             f"<p>{len(rows)} cases: {escape(status_line(rows))}. Speedup is relative to "
             f"<b>{escape(baseline)}</b> at the same device, precision, image size, batch and "
             f"data.</p>"
-            + summary_html(build_summary(rows, env, baseline))
+            + summary_html(build_summary(rows, env, baseline, baseline_ok))
             + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
             + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")
@@ -205,7 +216,7 @@ def write(ctx: ReportContext) -> None:
     # nothing; each machine's own report.html has its plots.
     plots = [] if ctx.hardware else plots_of(ctx)
     atomic_write(ctx.out_dir / "report.html", html_text(
-        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware))
+        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware, ctx.baseline_ok))
 
 
 # html embeds the plots, so it draws them too.

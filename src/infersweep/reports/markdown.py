@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
-from infersweep.reports.rows import status_line
+from infersweep.reports.rows import above_peak_note, status_line
 from infersweep.reports.summary import build_summary, markdown_lines
 from infersweep.results import result as resultmod
 
@@ -96,17 +96,8 @@ def results_table(rows: list[dict], columns: list[Column]) -> list[str]:
 
 
 def _above_peak_notes(rows: list[dict]) -> list[str]:
-    """A utilisation over 100% is not an error to hide: a measured peak is what one library's
-    matrix product reaches on this machine, and a runtime's convolution kernels (e.g. ONNX
-    Runtime's on AVX-512) can beat it. Say so next to the figure instead of capping it."""
-    above = sorted({f"{r['device']} {r['precision']}" for r in rows
-                    if (r.get("utilization_pct") or 0) > 100})
-    if not above:
-        return []
-    return [f"- utilisation above 100% ({', '.join(above)}): the case ran faster than the "
-            "measured peak. That peak is the best matrix product a library reached on this "
-            "machine, a lower bound of what the hardware can do, not its limit; compare such "
-            "rows with each other, not with 100%."]
+    note = above_peak_note(rows)
+    return [f"- {note}"] if note else []
 
 
 def _method(rows: list[dict], baseline: str, peaks: dict) -> list[str]:
@@ -167,7 +158,7 @@ def markdown_text(ctx: ReportContext) -> str:
     rows, env = ctx.rows, ctx.env
     lines = [f"# infersweep report: {ctx.title}", "",
              f"{len(rows)} cases: {status_line(rows)}", "",
-             *markdown_lines(build_summary(rows, env, ctx.baseline)),
+             *markdown_lines(build_summary(rows, env, ctx.baseline, ctx.baseline_ok)),
              "## Environment", "", "| | |", "|---|---|",
              *[f"| {label} | {value} |" for label, value in describe(env)], "",
              *_method(rows, ctx.baseline, ctx.peaks),

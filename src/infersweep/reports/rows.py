@@ -17,6 +17,26 @@ def add_utilization(rows: list[dict], peaks: dict) -> None:
             row["utilization_pct"] = 100.0 * row["achieved_tflops"] / peak["tflops"]
 
 
+def above_peak(row: dict) -> bool:
+    return (row.get("utilization_pct") or 0) > 100
+
+
+def above_peak_note(rows: list[dict]) -> str | None:
+    """Why a utilisation may exceed 100%, naming the devices and precisions where one does; None
+    where none does. One text for report.md and report.html, so both explain it alike.
+
+    A utilisation over 100% is not an error to hide: a measured peak is what one library's
+    matrix product reaches on this machine, and a runtime's convolution kernels (e.g. ONNX
+    Runtime's on AVX-512) can beat it. Say so next to the figure instead of capping it."""
+    above = sorted({f"{r['device']} {r['precision']}" for r in rows if above_peak(r)})
+    if not above:
+        return None
+    return (f"utilisation above 100% ({', '.join(above)}): the case ran faster than the "
+            "measured peak. That peak is the best matrix product a library reached on this "
+            "machine, a lower bound of what the hardware can do, not its limit; compare such "
+            "rows with each other, not with 100%.")
+
+
 def rows_with_speedup(results: list[Result], baseline: str) -> list[dict]:
     """Rows with speedup = baseline median / case median, matched on everything but the backend.
 

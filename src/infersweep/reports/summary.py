@@ -184,19 +184,31 @@ class SpeedupFinding:
         return f"{head} {where}{spread})."
 
 
-def speedup_findings(rows: list[dict], baseline: str,
-                     env: dict) -> tuple[list[SpeedupFinding], list[str]]:
+def speedup_findings(rows: list[dict], baseline: str, env: dict,
+                     baseline_ok: bool | None = None) -> tuple[list[SpeedupFinding], list[str]]:
     """How each backend with a speedup fares against the baseline, and sentences saying where
     none could be found (the baseline failed or was not run): a missing number is said, never
-    guessed."""
+    guessed.
+
+    baseline_ok: whether the baseline has a successful case in the whole run, before ``--only``
+    chose the rows; None when the rows are the whole run. Speedups are computed on the whole
+    run, so a report filtered to leave the baseline out still has them, and says where they
+    come from instead of claiming the baseline never ran.
+    """
     groups: dict[tuple, list[dict]] = {}
     for r in measured(rows):
         if r["backend"] != baseline:
             s = Series.of(r)
             groups.setdefault((s.runtime, r["device"], r["precision"]), []).append(r)
     found, missing = [], []
-    if groups and not any(r["backend"] == baseline for r in measured(rows)):
+    shown = any(r["backend"] == baseline for r in measured(rows))
+    if baseline_ok is None:
+        baseline_ok = shown
+    if groups and not baseline_ok:
         return [], [f"The baseline {baseline} has no successful case: no speedups computed."]
+    if groups and not shown:
+        missing.append(f"The baseline {baseline} is filtered out of this report; the speedups "
+                       f"compare with its cases in the whole run.")
     for (runtime, device, precision), group in sorted(groups.items()):
         matched = [r for r in group if r["speedup"] is not None]
         if not matched:
@@ -237,8 +249,9 @@ class Summary:
     baseline: str
 
 
-def build_summary(rows: list[dict], env: dict, baseline: str) -> Summary:
-    found, missing = speedup_findings(rows, baseline, env)
+def build_summary(rows: list[dict], env: dict, baseline: str,
+                  baseline_ok: bool | None = None) -> Summary:
+    found, missing = speedup_findings(rows, baseline, env, baseline_ok)
     return Summary(environment_lines(env), [c.sentence(env) for c in found] + missing,
                    fastest_configs(rows), batch_curves(rows), varying_fields(rows), baseline)
 
