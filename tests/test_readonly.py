@@ -6,6 +6,7 @@ and root writes through file modes. report, compare, plan, env and `cache list` 
 file's bytes and modification time must be as before, and no file may appear.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -67,10 +68,12 @@ def test_read_only_commands_change_nothing_on_a_read_only_mount(tmp_path):
                     "--batches", "1,2", "--min-time", "0.05", "--max-time", "0.2",
                     "--min-iterations", "5")
     report = on_mount("report", run)
+    elsewhere = tmp_path / "views"  # the way out the refusal names: the run is only read
+    report_to = on_mount("report", run, "--to", elsewhere, "--format", "csv")
     environment = on_mount("env")
     cache = on_mount("cache", "list")
 
-    for proc in (compare, plan, environment, cache):
+    for proc in (compare, plan, environment, cache, report_to):
         assert proc.returncode == 0, proc.args[-3:] + [proc.stdout, proc.stderr]
         assert "Traceback" not in proc.stderr, proc.stderr
     assert len(json.loads(compare.stdout)["pairs"]) == 2
