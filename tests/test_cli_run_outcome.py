@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from conftest import FAST, cli, stored, workers_of
 from fault_backend import FAULT_BATCH

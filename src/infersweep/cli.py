@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from infersweep.flags import Baseline, Only, SweepArgs, only_filter, with_sweep_flags
@@ -27,8 +28,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=False,
 
 
 def _fail(message: str) -> None:
-    from rich.markup import escape
-
     # escape: messages quote user values and commands (pip install 'infersweep[ray]') verbatim
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
@@ -122,17 +121,16 @@ def run(sweep: SweepArgs,
     except (OSError, sqlite3.Error) as exc:  # e.g. the disk under --out filled up mid-sweep
         _fail(f"cannot write results to {out_dir}: {exc}. Every case stored before this is "
               "safe in results.sqlite; free space and run the same command to resume")
-    except KeyboardInterrupt:  # while the sweep was being set up: no case had started
-        console.print("[yellow]interrupted[/] before any case started: nothing was measured; "
-                      "run the same command again to start the sweep")
+    except KeyboardInterrupt:  # outside the cases (setting up, or stopping them): no summary
+        console.print(f"[yellow]interrupted[/]: every case that finished is in "
+                      f"{escape(str(out_dir))}/results.sqlite; run the same command again to "
+                      "resume", highlight=False)
         raise typer.Exit(130)
     _finish_run(out_dir, outcome)
 
 
 def _finish_run(out_dir: Path, outcome) -> None:
     """The closing line of `run`, and its exit code (see `run`'s help)."""
-    from rich.markup import escape
-
     from infersweep.reports.rows import status_line
 
     summary = status_line(outcome.rows)
