@@ -46,12 +46,37 @@ def test_groups_of_one_run_and_only(tmp_path):
     assert len(json.loads(one.stdout)["pairs"]) == 1
 
 
-def test_bad_filters_exit_2_and_empty_filters_exit_0(tmp_path):
+def test_bad_filters_exit_2_and_empty_filters_exit_2_creating_nothing(tmp_path):
     bad = cli("plan", *ARGS, "--out", tmp_path / "run", "--only", "batch>>3")
     assert bad.returncode == 2 and "--only" in bad.stderr
+    # A filter that matches no case of the sweep is a mistake, not an empty sweep (issue 14.18).
     none = cli("run", *ARGS, "--out", tmp_path / "run", "--only", "batch>100")
-    assert none.returncode == 0 and "matches" in none.stdout
+    assert none.returncode == 2
+    assert none.stderr.strip() == ("error: no case of this sweep matches --only 'batch>100': "
+                                   "nothing to run (nothing was created)")
+    assert not (tmp_path / "run").exists()
     only = cli("run", *ARGS, "--out", tmp_path / "run", "--only", "batch=3")
     assert only.returncode == 0 and "1 cases: 1 to run" in only.stdout
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    again = cli("run", *ARGS, "--out", tmp_path / "run", "--only", "batch>100")
+    assert again.returncode == 2 and "no case of this sweep matches" in again.stderr
     report = cli("report", tmp_path / "run", "--only", "batch=1")
-    assert report.returncode == 0 and "no case" in report.stdout
+    assert report.returncode == 2 and "no case" in report.stderr
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_misspelt_group_is_refused_not_an_empty_comparison(tmp_path):
+    out = _run(tmp_path / "run")
+    typo = cli("compare", out, "--a", "backend=fault-ok", "--b", "backend=fault-okk",
+               "--fail-if-slower", "5%")
+    assert typo.returncode == 2, typo.stdout
+    assert typo.stderr.strip() == ("error: --b backend=fault-okk: unknown backend 'fault-okk'; "
+                                   "allowed: fault-ok")
+    assert typo.stdout == ""
+    only = cli("compare", out, out, "--only", "model=resnet1")
+    assert only.returncode == 2
+    assert only.stderr.strip() == "error: --only model=resnet1: unknown model 'resnet1'; " \
+                                  "allowed: resnet18"
+    negated = cli("compare", out, out, "--only", "backend!=fault-okk")
+    assert negated.returncode == 2 and "unknown backend 'fault-okk'" in negated.stderr

@@ -94,3 +94,26 @@ def test_fresh_starts_over(tmp_path):
     fresh = cli("run", *args, "--out", out, "--fresh")
     assert fresh.returncode == 0 and "1 to run" in fresh.stdout
     assert _finished(out) != first
+
+
+def test_busy_out_is_refused_before_torch_is_imported(tmp_path):
+    """The refused command must not spend seconds of CPU (torch's import) beside the case that
+    the first run is measuring."""
+    out = tmp_path / "run"
+    proc = _start(out)
+    try:
+        _wait_for(out, 1, proc)
+        second = subprocess.run([sys.executable, "-X", "importtime", "-m", "infersweep", "run",
+                                 *ARGS, "--out", str(out)], capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert second.returncode == 2, second.stderr[-2000:]
+    errors = [line for line in second.stderr.splitlines() if not line.startswith("import time:")]
+    assert errors == [f"error: another infersweep run (pid {proc.pid}) is using {out}; wait for "
+                      "it or choose another --out"]
+    imported = {line.rsplit("|", 1)[1].strip() for line in second.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "infersweep.results.store" in imported  # the import trace is really there
+    assert not {"torch", "torchvision"} & imported

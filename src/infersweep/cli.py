@@ -5,18 +5,20 @@ Bad input of any kind ends with one message on stderr and exit code 2, before an
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from infersweep.flags import Baseline, Only, SweepArgs, only_filter, with_sweep_flags
-from infersweep.grid.filters import FilterError, parse_filter
-from infersweep.grid.plan import RUN, make_plan, time_estimate
+from infersweep.grid.filters import FilterError, check_known, parse_filter, view_name
+from infersweep.grid.plan import RUN, expand, make_plan, time_estimate
 from infersweep.grid.preflight import check_inputs, prepare_out
 from infersweep.grid.spec import SpecError
 from infersweep.terminal import TerminalObserver, console, err
@@ -27,23 +29,41 @@ app = typer.Typer(add_completion=False, no_args_is_help=False,
 
 
 def _fail(message: str) -> None:
-    from rich.markup import escape
-
     # escape: messages quote user values and commands (pip install 'infersweep[ray]') verbatim
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
-def _load_results(run_dir: Path) -> list:
-    from infersweep.results.store import Store
+def _load_run(run_dir: Path):
+    """The stored run of DIR (sweep.StoredRun), only read; a missing or damaged store: exit 2."""
+    from infersweep.results.store import StoreError
+    from infersweep.sweep import load_run
 
     if not (run_dir / "results.sqlite").is_file():
         _fail(f"{run_dir} holds no results.sqlite (is it a run directory?)")
-    store = Store(run_dir / "results.sqlite")
     try:
-        return store.results()
+        return load_run(run_dir)
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _stored_statuses(out_dir: Path, quick: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """(finished, every stored status) of an existing run directory, read without writing."""
+    from infersweep.results.store import Store
+
+    if not (out_dir / "results.sqlite").is_file():
+        return {}, {}
+    store = Store(out_dir / "results.sqlite", readonly=True)
+    try:
+        return store.finished(quick=quick), store.statuses()
     finally:
         store.close()
+
+
+def _explicit_out(sweep: SweepArgs) -> Path | None:
+    """--out, or the sweep file's out: known without validating the sweep (nothing heavy)."""
+    out = sweep.raw().get("out")
+    return Path(str(out)) if out not in (None, "") else None
 
 
 @app.command()
@@ -54,39 +74,84 @@ def run(sweep: SweepArgs,
             "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
         force: Annotated[bool, typer.Option(
             "--force", help="run even when the memory estimate exceeds available memory")] = False):
-    """Run a sweep; results are stored per case and resumed on the next run with the same --out."""
+    """Run a sweep; results are stored per case and resumed on the next run with the same --out.
+
+    Exit code: 0 when at least one case of the sweep has an ok result; 1 when none has (every
+    case failed, unsupported or unavailable); 2 for bad input or a busy --out (nothing is created
+    or changed); 130 when interrupted (Ctrl-C; run the same command again to resume)."""
     from infersweep.run.ray import RayUnavailable
-    from infersweep.results.store import RunDirBusy, exclusive_run
+    from infersweep.results.store import RunDirBusy, RunDirLock, StoreError, exclusive_run
     from infersweep.sweep import run_sweep
 
+    lock = None
     try:
+        # A run directory in use is refused first, before torch is imported: the refused
+        # command must not take seconds of CPU from the case being measured there.
+        early_out = _explicit_out(sweep)
+        if early_out is not None:
+            lock = RunDirLock(early_out)
+            lock.acquire(create=False)
         spec, gpu = sweep.spec()
+        out_dir = spec.out or spec.default_out()
+        if lock is None:
+            lock = RunDirLock(out_dir)
+            lock.acquire(create=False)
         only = only_filter(sweep.only)
         check_inputs(spec, force)
-        out_dir = prepare_out(spec.out or spec.default_out())
-    except SpecError as exc:
+        if only is not None:
+            stored = {} if fresh else _stored_statuses(out_dir, spec.quick)[1]
+            if not any(only.matches(c, stored.get(c.case_id)) for c in expand(spec)):
+                _fail(f"no case of this sweep matches --only {sweep.only!r}: nothing to run "
+                      "(nothing was created)")
+        out_dir = prepare_out(out_dir)
+    except (SpecError, RunDirBusy, StoreError) as exc:
+        if lock is not None:
+            lock.release()
         _fail(str(exc))
     console.print(f"run directory: [bold]{out_dir}[/]")
     observer = TerminalObserver()
     try:
-        with exclusive_run(out_dir):
+        with exclusive_run(out_dir, lock):
             try:
                 outcome = run_sweep(spec, out_dir, observer, fresh=fresh,
                                     retry_failed=retry_failed, gpu_present=gpu, only=only)
             finally:
                 observer.close()
-    except (RunDirBusy, RayUnavailable) as exc:
+    except (RunDirBusy, RayUnavailable, StoreError) as exc:
         _fail(str(exc))
     except (OSError, sqlite3.Error) as exc:  # e.g. the disk under --out filled up mid-sweep
         _fail(f"cannot write results to {out_dir}: {exc}. Every case stored before this is "
               "safe in results.sqlite; free space and run the same command to resume")
+    except KeyboardInterrupt:  # outside the cases (setting up, or stopping them): no summary
+        console.print(f"[yellow]interrupted[/]: every case that finished is in "
+                      f"{escape(str(out_dir))}/results.sqlite; run the same command again to "
+                      "resume", highlight=False)
+        raise typer.Exit(130)
+    _finish_run(out_dir, outcome)
+
+
+def _finish_run(out_dir: Path, outcome) -> None:
+    """The closing line of `run`, and its exit code (see `run`'s help)."""
     from infersweep.reports.rows import status_line
 
     summary = status_line(outcome.rows)
-    if outcome.interrupted:
-        console.print(f"[yellow]interrupted[/]: {summary}; run the same command again to resume")
+    where = escape(str(out_dir))
+    if outcome.reports_interrupted:
+        console.print(f"[yellow]interrupted[/] while writing the reports: report.html and plots/ "
+                      f"in {where} may be missing or out of date. Every finished case is in "
+                      f"results.sqlite: rebuild the reports with `infersweep report {where}`, "
+                      "or run the same command again to resume", highlight=False)
         raise typer.Exit(130)
-    console.print(f"{summary}. Wrote {out_dir}/results.csv, results.json, report.md, report.html, plots/")
+    if outcome.interrupted:
+        done = summary or "no case had finished"
+        console.print(f"[yellow]interrupted[/]: {done}; run the same command again to resume")
+        raise typer.Exit(130)
+    console.print(f"{summary}. Wrote {where}/results.csv, results.json, report.md, report.html, "
+                  "plots/", highlight=False)
+    if outcome.ok == 0:
+        err.print(f"[bold red]no case of this sweep succeeded[/] ({summary}): the reasons are in "
+                  f"{where}/report.md", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -94,8 +159,9 @@ def run(sweep: SweepArgs,
 def plan(sweep: SweepArgs,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
-    """Print the expanded cases and what will happen to each, without running anything."""
-    from infersweep.results.store import Store
+    """Print the expanded cases and what will happen to each, without running anything
+    (the run directory is only read)."""
+    from infersweep.results.store import StoreError
 
     if list_models:
         from infersweep.artefacts.models import available_models
@@ -106,19 +172,13 @@ def plan(sweep: SweepArgs,
         spec, gpu = sweep.spec()
         only = only_filter(sweep.only)
         check_inputs(spec)
-    except SpecError as exc:
+        out_dir = spec.out or spec.default_out()
+        finished, stored = _stored_statuses(out_dir, spec.quick)  # read only: plan writes nothing
+    except (SpecError, StoreError) as exc:
         _fail(str(exc))
-    out_dir = spec.out or spec.default_out()
-    finished: dict[str, str] = {}
-    stored: dict[str, str] = {}
-    if (out_dir / "results.sqlite").exists():
-        store = Store(out_dir / "results.sqlite")
-        finished, stored = store.finished(quick=spec.quick), store.statuses()
-        store.close()
     planned = make_plan(spec, finished, gpu, only, stored)
     if not planned:
-        console.print(f"no case of this sweep matches --only {sweep.only!r}")
-        return
+        _fail(f"no case of this sweep matches --only {sweep.only!r}")
     table = Table(title=f"plan for {out_dir}")
     for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
                 "reason"):
@@ -137,15 +197,22 @@ def plan(sweep: SweepArgs,
 @app.command()
 def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
            baseline: Baseline = None, only: Only = None,
+           to: Annotated[Optional[Path], typer.Option(
+               "--to", help="write the outputs to this folder; DIR is only read (default: DIR "
+                            "itself, or DIR/views/<filter>/ with --only)")] = None,
            formats: Annotated[Optional[str], typer.Option(
                "--format", help="which outputs to rewrite, comma-separated: md, csv, json, html, "
                                 "plots (html draws the plots it embeds) [all]")] = None):
-    """Regenerate the output files of DIR from DIR/results.sqlite (--only: matching rows)."""
+    """Regenerate the output files of DIR from DIR/results.sqlite.
+
+    --only writes a view of the matching cases to DIR/views/<filter>/ (or --to), never over DIR's
+    own full outputs; a filter that matches no case writes nothing (exit 2). A read-only DIR needs
+    --to."""
+    from infersweep.backends import registry
+    from infersweep.grid.filters import select
     from infersweep.reports.formats import FORMATS, files_written
     from infersweep.sweep import rebuild_reports
 
-    if not (out_dir / "results.sqlite").is_file():
-        _fail(f"{out_dir} holds no results.sqlite (is it a run directory?)")
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in (formats or "").split(",")
                                  if f.strip())) or FORMATS
     unknown = [f for f in chosen if f not in FORMATS]
@@ -155,10 +222,35 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
         only_rows = only_filter(only)
     except SpecError as exc:
         _fail(str(exc))
-    rows = rebuild_reports(out_dir, baseline, only_rows, chosen)
-    if only and not rows:
-        console.print(f"no case in {out_dir} matches --only {only!r}")
-    console.print(f"{len(rows)} cases. Wrote {out_dir}/: {', '.join(files_written(chosen))}")
+    stored_run = _load_run(out_dir)
+    backends = list(dict.fromkeys([*registry(), *(r.case.backend for r in stored_run.results)]))
+    if baseline is not None and baseline not in backends:
+        _fail(f"unknown baseline {baseline!r}; allowed: {', '.join(backends)}")
+    shown = select(stored_run.results, only_rows)
+    if only_rows is not None and not shown:
+        _fail(f"no case in {out_dir} matches --only {only!r}: nothing written")
+    target = to or (out_dir / "views" / view_name(only_rows) if only_rows else out_dir)
+    if not _writable(target):
+        _fail(f"cannot write the reports to {target}: it is read-only; write them elsewhere "
+              "with --to DIR")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        rows = rebuild_reports(stored_run, target, baseline, only_rows, chosen)
+    except OSError as exc:
+        _fail(f"cannot write the reports to {target}: {exc.strerror or exc}")
+    view = f" (a view of {len(shown)} of {len(stored_run.results)} cases; the run's own " \
+        "reports are unchanged)" if only_rows and target != out_dir else ""
+    console.print(f"{len(rows)} cases. Wrote {target}/: {', '.join(files_written(chosen))}{view}",
+                  highlight=False)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (or, where it does not exist yet, in the
+    nearest folder above it that does); a read-only mount says no even to root."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing.is_dir() and os.access(existing, os.W_OK)
 
 
 @app.command()
@@ -220,8 +312,15 @@ def compare(
         noise_margin = parse_fraction(margin)
     except (FilterError, ValueError) as exc:
         _fail(str(exc))
-    results_a = _load_results(run_a)
-    results_b = results_a if run_b is None else _load_results(run_b)  # same list: one run
+    results_a = _load_run(run_a).results
+    results_b = results_a if run_b is None else _load_run(run_b).results  # same list: one run
+    try:
+        # A name no stored case has is a typo: it would select nothing and pass the gate.
+        check_known(filter_a, [r.case for r in results_a], "--a")
+        check_known(filter_b, [r.case for r in results_b], "--b")
+        check_known(filter_only, [r.case for r in results_a + results_b], "--only")
+    except FilterError as exc:
+        _fail(str(exc))
     name_a = f"{run_a}" + (f" ({filter_a})" if a else "")
     name_b = f"{run_b or run_a}" + (f" ({filter_b})" if b else "")
     try:

@@ -31,8 +31,12 @@ class Observer(Protocol):
 @dataclass
 class SweepOutcome:
     rows: list[dict]
-    ran: int
+    ran: int  # cases measured by this invocation
     interrupted: bool
+    ok: int = 0  # cases of this sweep's plan with an ok result in the store (earlier runs too)
+    # Ctrl-C arrived while the final reports were written: report.html and plots/ may be
+    # missing or out of date (results.sqlite is complete; `infersweep report DIR` rebuilds them).
+    reports_interrupted: bool = False
 
 
 def _spec_json(spec: Spec) -> dict:
@@ -109,8 +113,14 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         except KeyboardInterrupt:
             executor.stop()
             interrupted = True
-        rows = write(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
-        return SweepOutcome(rows, ran, interrupted)
+        rows, reports_interrupted = [], False
+        try:
+            rows = write(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
+        except KeyboardInterrupt:
+            interrupted = reports_interrupted = True
+        statuses = store.statuses()
+        ok = sum(statuses.get(p.case.case_id) == "ok" for p in plan)
+        return SweepOutcome(rows, ran, interrupted, ok, reports_interrupted)
     finally:
         store.close()
         if executor is not None:
@@ -128,16 +138,31 @@ def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case
     return sorted(groups, key=key)
 
 
-def rebuild_reports(out_dir: Path, baseline: str | None = None,
-                    only: Filter | None = None, formats=None) -> list[dict]:
-    """formats: names of report formats (formats.FORMATS); None: all of them."""
-    store = Store(out_dir / "results.sqlite")
+@dataclass
+class StoredRun:
+    """What a run directory's store holds, read once."""
+    results: list[Result]
+    spec: dict
+    env: dict | None
+    peaks: dict
+    nodes: dict | None
+
+
+def load_run(run_dir: Path) -> StoredRun:
+    """Read DIR/results.sqlite without writing to it (a read-only mount works); StoreError when
+    it is damaged."""
+    store = Store(run_dir / "results.sqlite", readonly=True)
     try:
-        spec = store.get_meta("spec", {})
-        env = store.get_meta("env") or envmod.collect()
-        return write_reports(out_dir, store.results(), env,
-                             baseline or spec.get("baseline") or "torch",
-                             store.get_meta("peaks", {}), nodes=store.get_meta("nodes"),
-                             visuals=True, only=only, formats=formats)
+        return StoredRun(store.results(), store.get_meta("spec", {}), store.get_meta("env"),
+                         store.get_meta("peaks", {}), store.get_meta("nodes"))
     finally:
         store.close()
+
+
+def rebuild_reports(run: StoredRun, to: Path, baseline: str | None = None,
+                    only: Filter | None = None, formats=None) -> list[dict]:
+    """Write the reports of a stored run to the folder ``to``. formats: names of report formats
+    (formats.FORMATS); None: all of them."""
+    return write_reports(to, run.results, run.env or envmod.collect(),
+                         baseline or run.spec.get("baseline") or "torch", run.peaks,
+                         nodes=run.nodes, visuals=True, only=only, formats=formats)

@@ -28,8 +28,6 @@ class TerminalObserver:
         to_run = sum(p.action == RUN for p in plan)
         done = sum(p.action == DONE for p in plan)
         skipped = len(plan) - to_run - done
-        if not plan:
-            console.print("no case of this sweep matches the --only filter: nothing to do")
         console.print(f"{len(plan)} cases: {to_run} to run, {done} already done, "
                       f"{skipped} unsupported/unavailable")
         for p in plan:

@@ -141,11 +141,51 @@ def parse_filter(text: str | None, backends: Iterable[str] | None = None) -> Fil
                         for f, op, raw, whole in pieces))
 
 
+# How the operators read in a folder name: views/backend=torch,batch-ge-16
+_NAME_OPS = {">=": "-ge-", "<=": "-le-", "!=": "-ne-", ">": "-gt-", "<": "-lt-", "|": "+"}
+
+
+def view_name(flt: Filter) -> str:
+    """A folder name for the view of a filter (report --only): readable, one per filter."""
+    import hashlib
+
+    text = str(flt)
+    for op, word in _NAME_OPS.items():
+        text = text.replace(op, word)
+    name = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", text).strip("._") or "all"
+    if len(name) > 80 or name != text:  # shortened or changed: a digest keeps names apart
+        name = f"{name[:60]}-{hashlib.sha256(str(flt).encode()).hexdigest()[:8]}"
+    return name
+
+
 def select(results: Iterable, flt: Filter | None) -> list:
     """The results (anything with .case and .status, e.g. Result) that the filter matches."""
     if flt is None or flt.empty:
         return list(results)
     return [r for r in results if flt.matches(r.case, r.status)]
+
+
+# Fields whose values are names a run's cases carry: a value no case has is a typo, not a
+# question (device, precision, scope and status are checked against fixed lists when parsed).
+NAMED_FIELDS = ("model", "weights", "backend", "data")
+
+
+def check_known(flt: Filter | None, cases: Iterable[Case], flag: str = "--only") -> None:
+    """FilterError when ``flt`` names a model, weights, backend or data that none of ``cases``
+    has. Where a filter selects stored results (compare), a
+    misspelt name would otherwise select nothing and pass silently ("no pairs", exit 0)."""
+    if flt is None or flt.empty:
+        return
+    cases = list(cases)
+    for condition in flt.conditions:
+        if condition.field not in NAMED_FIELDS:
+            continue
+        present = {_value_of(c, condition.field, None) for c in cases}
+        unknown = [v for v in condition.values if v not in present]
+        if unknown:
+            allowed = ", ".join(sorted(str(v) for v in present)) or "none"
+            raise FilterError(f"{flag} {condition}: unknown {condition.field} {unknown[0]!r}; "
+                              f"allowed: {allowed}")
 
 
 def _bad_field(segment: str, name: str | None, op: str | None, pieces: list) -> str:

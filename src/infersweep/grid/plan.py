@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
+from infersweep.artefacts.models import available_models, input_size_problem
 from infersweep.backends import registry
 from infersweep.case import Case, weights_label
 from infersweep.grid.filters import Filter
@@ -37,9 +39,23 @@ def expand(spec: Spec) -> list[Case]:
     return cases
 
 
+@lru_cache(maxsize=None)
+def _input_size_problem(model: str, image_size: int) -> str | None:
+    # One dry run per (model, size) for the whole plan, not one per case.
+    if model not in available_models():  # only torchvision models are built this way
+        return None
+    return input_size_problem(model, image_size)
+
+
 def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
     backend = registry()[case.backend]
     reason = backend.supports(case)
+    if reason:
+        return UNSUPPORTED, reason
+    # A model with a fixed input size (ViT: 224 px) fails every case at another size, after a
+    # long export: found here in milliseconds instead. Test backends that never build the model
+    # run at any size.
+    reason = backend.needs_model and _input_size_problem(case.model, case.image_size)
     if reason:
         return UNSUPPORTED, reason
     if case.device == "cuda" and not gpu_present:
