@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from infersweep.flags import Baseline, Only, SweepArgs, only_filter, with_sweep_flags
+from infersweep.flags import (Baseline, Force, Fresh, Only, RetryFailed, SweepArgs, only_filter,
+                              with_sweep_flags)
 from infersweep.grid.filters import FilterError, parse_filter
 from infersweep.grid.plan import RUN, make_plan, time_estimate
 from infersweep.grid.preflight import check_inputs, prepare_out
@@ -23,6 +24,21 @@ from infersweep.terminal import TerminalObserver, console, err
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
                        "sizes; measure each case honestly; never lose a result.")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from infersweep import __version__
+
+        console.print(f"infersweep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print the version and exit")] = False):
+    pass
 
 
 def _fail(message: str) -> None:
@@ -47,12 +63,8 @@ def _load_results(run_dir: Path) -> list:
 
 @app.command()
 @with_sweep_flags()
-def run(sweep: SweepArgs,
-        fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
-        retry_failed: Annotated[bool, typer.Option(
-            "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
-        force: Annotated[bool, typer.Option(
-            "--force", help="run even when the memory estimate exceeds available memory")] = False):
+def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = False,
+        force: Force = False):
     """Run a sweep; results are stored per case and resumed on the next run with the same --out."""
     from infersweep.run.ray import RayUnavailable
     from infersweep.results.store import RunDirBusy, exclusive_run
@@ -90,10 +102,11 @@ def run(sweep: SweepArgs,
 
 @app.command()
 @with_sweep_flags(executor=False)
-def plan(sweep: SweepArgs,
+def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = False,
+         force: Force = False,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
-    """Print the expanded cases and what will happen to each, without running anything."""
+    """Print the expanded cases and what `run` with the same flags would do with each."""
     from infersweep.results.store import Store
 
     if list_models:
@@ -104,28 +117,29 @@ def plan(sweep: SweepArgs,
     try:
         spec, gpu = sweep.spec()
         only = only_filter(sweep.only)
-        check_inputs(spec)
+        check_inputs(spec, force)
     except SpecError as exc:
         _fail(str(exc))
     out_dir = spec.out or spec.default_out()
     finished: dict[str, str] = {}
     stored: dict[str, str] = {}
-    if (out_dir / "results.sqlite").exists():
+    if (out_dir / "results.sqlite").exists() and not fresh:  # --fresh: run forgets them first
         store = Store(out_dir / "results.sqlite")
-        finished, stored = store.finished(quick=spec.quick), store.statuses()
+        finished, stored = store.finished(retry_failed, spec.quick), store.statuses()
         store.close()
     planned = make_plan(spec, finished, gpu, only, stored)
     if not planned:
         console.print(f"no case of this sweep matches --only {sweep.only!r}")
         return
     table = Table(title=f"plan for {out_dir}")
-    for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
-                "reason"):
+    scoped = spec.scopes != ("compute",)  # else every row would say compute
+    for col in ("case_id", "backend", "device", "precision", "size", "batch", "data") + \
+            ("scope",) * scoped + ("action", "reason"):
         table.add_column(col)
     for p in planned:
         c = p.case
         table.add_row(c.case_id, c.backend, c.device, c.precision, str(c.image_size),
-                      str(c.batch_size), c.data, p.action, p.reason)
+                      str(c.batch_size), c.data, *(c.scope,) * scoped, p.action, p.reason)
     console.print(table)
     to_run = [p.case for p in planned if p.action == RUN]
     console.print(f"{len(planned)} cases, {len(to_run)} to run")
@@ -165,8 +179,9 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
          precisions: Annotated[str, typer.Option("--precisions", help="fp32,fp16,bf16")] = "fp32",
          remeasure: Annotated[bool, typer.Option(
              "--remeasure", help="measure even where a table value or a cached one exists")] = False):
-    """Peak TFLOP/s of this machine per device and precision (measured with a large matrix
-    product and cached; known GPUs from a datasheet table): the basis of utilization_pct."""
+    """Peak TFLOP/s of this machine per device and precision: the basis of utilization_pct.
+
+    Measured with a large matrix product and cached; known GPUs from a datasheet table."""
     from infersweep.env import collect, gpu_count
     from infersweep.probes.peaks import MATMUL_DTYPE, peak_for
 
@@ -201,8 +216,9 @@ def compare(
                                      "this, e.g. 5%")] = None,
         margin: Annotated[str, typer.Option(
             "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%"):
-    """Compare two runs (or two groups of one run) case by case: B/A median latency with a
-    bootstrap 95% CI and a verdict: faster, slower, or no significant difference."""
+    """Compare two runs (or two groups of one run) case by case, with a verdict per case.
+
+    B/A median latency with a bootstrap 95% CI: faster, slower, or no significant difference."""
     from infersweep.reports.compare import (CompareError, parse_fraction, regressions, to_json,
                                     to_markdown)
     from infersweep.reports.compare import compare as compare_results
@@ -296,11 +312,34 @@ def env():
     console.print(table)
 
 
+def _click_errors() -> tuple[type, type]:
+    """click's UsageError and ClickException as typer raises them (newer typer vendors click as
+    typer._click): found through typer.BadParameter, public in every version, which derives
+    from both."""
+    bases = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+    return bases["UsageError"], bases["ClickException"]
+
+
 def main() -> None:
+    usage_error, click_error = _click_errors()
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)  # returns typer.Exit's code; click errors propagate
+    except usage_error as exc:  # argument-parser errors too: one line, exit 2, like any bad input
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+        err.print(f"[bold red]error:[/] {_escape(exc.format_message() + hint)}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click_error as exc:
+        err.print(f"[bold red]error:[/] {_escape(exc.format_message())}", highlight=False)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 if __name__ == "__main__":
