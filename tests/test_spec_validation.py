@@ -172,13 +172,13 @@ def test_a_sweep_file_of_the_wrong_types_is_a_spec_error(tmp_path, text):
         sweep.spec()
 
 
-def test_a_flag_replaces_a_bad_table_of_the_sweep_file(tmp_path):
-    """Flags override the file, a bad [options] entry too (rather than crash on merging)."""
+def test_a_bad_table_of_the_sweep_file_is_refused_with_option_flags_too(tmp_path):
+    """Merging --option into [options] must neither crash on it nor drop it unseen."""
     path = tmp_path / "sweep.toml"
     path.write_text('backends = ["torch"]\n[options]\ntorch = "x"\n')
     given = {name: None for name in SPEC_FLAGS} | {"option": ["torch.channels_last=true"]}
-    spec, _ = SweepArgs(spec_file=path, flags=given, only=None).spec()
-    assert spec.case_options["torch", "cpu"] == "channels_last=true"
+    with pytest.raises(SpecError, match="options: torch = 'x' is not a table"):
+        SweepArgs(spec_file=path, flags=given, only=None).spec()
 
 
 # 14: the edges of each range, both sides.

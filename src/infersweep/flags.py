@@ -21,7 +21,8 @@ from infersweep.backends.base import parse_value
 from infersweep.env import gpu_count
 from infersweep.grid.filters import HELP as FILTER_HELP
 from infersweep.grid.filters import Filter, FilterError, parse_filter
-from infersweep.grid.spec import Spec, SpecError, build_spec, load_toml, parse_option_flags
+from infersweep.grid.spec import (Spec, SpecError, build_spec, check_options_tables, load_toml,
+                                  parse_option_flags)
 
 # Reused by other commands (report, compare) as well.
 Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
@@ -108,11 +109,10 @@ class SweepArgs:
         Flags override the file; two flags that say opposite things are a SpecError."""
         flags = dict(self.flags)
         raw = load_toml(self.spec_file) if self.spec_file else {}
-        # Copied, to merge flags into; anything but a table per backend is left for
-        # build_spec to refuse by name ([options] torch = "x").
-        options = {k: dict(v) if isinstance(v, dict) else v
-                   for k, v in raw.get("options", {}).items()} \
-            if isinstance(raw.get("options"), dict) else raw.get("options")
+        options = raw.get("options")
+        if options is not None:
+            check_options_tables(options)  # before merging: [options] torch = "x" is refused
+            options = {k: dict(v) for k, v in options.items()}  # a copy, to merge flags into
         flag_options = parse_option_flags(flags.pop("option", None) or [])
         if flags.pop("channels_last", False):
             for backend in CHANNELS_LAST_BACKENDS:
@@ -124,11 +124,9 @@ class SweepArgs:
             flag_options.setdefault("torch-compile", {})["mode"] = flags["compile_mode"]
         flags.pop("compile_mode", None)
         if flag_options:
-            options = options if isinstance(options, dict) else {}
+            options = options or {}
             for backend, values in flag_options.items():
-                if not isinstance(options.setdefault(backend, {}), dict):
-                    options[backend] = {}  # the file's bad value is overridden by the flag
-                options[backend].update(values)
+                options.setdefault(backend, {}).update(values)
         flags["out"] = str(flags["out"]) if flags.get("out") else None
         flags["quick"] = True if flags.get("quick") else None  # a flag can only turn it on
         raw.update({k: v for k, v in flags.items() if v is not None})

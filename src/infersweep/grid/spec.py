@@ -387,16 +387,21 @@ def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:
     return options
 
 
+def check_options_tables(options) -> None:
+    """[options] holds a table per backend; anything else is a SpecError naming the entry."""
+    example = "expected a table per backend, e.g. [options.torch] channels_last = true"
+    if not isinstance(options, dict):
+        raise SpecError(f"options: {options!r} is not a table; {example}")
+    for backend, value in options.items():
+        if not isinstance(value, dict):
+            raise SpecError(f"options: {backend} = {value!r} is not a table; {example}")
+
+
 def _backend_options(raw, backends: tuple[str, ...]) -> dict:
     """The options given to each backend of the sweep ({} where none), as text;
     ``Spec.case_options`` validates their values."""
     raw = raw or {}
-    example = "expected a table per backend, e.g. [options.torch] channels_last = true"
-    if not isinstance(raw, dict):
-        raise SpecError(f"options: {raw!r} is not a table; {example}")
-    for backend, value in raw.items():
-        if not isinstance(value, dict):
-            raise SpecError(f"options: {backend} = {value!r} is not a table; {example}")
+    check_options_tables(raw)
     unknown = sorted(set(raw) - set(registry()))
     if unknown:
         raise SpecError(f"options for unknown backend(s) {', '.join(unknown)}; "
