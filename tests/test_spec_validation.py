@@ -53,7 +53,7 @@ def sweep_file(text: str | bytes, needle: str, name: str = "sweep.toml"):
 
 
 def _checkpoint(d: Path):
-    """A real PyTorch checkpoint given where the sweep file goes (easy to do with tab completion)."""
+    """A real PyTorch checkpoint where the sweep file goes (tab completion makes it easy)."""
     import torch
 
     path = d / "model.pt"
@@ -65,7 +65,8 @@ ROWS = [
     # 3: [options] holds a table per backend; anything else was a ValueError/TypeError traceback.
     Row("options-string", sweep_file('[options]\ntorch = "x"\n',
                                       "options: torch = 'x' is not a table")),
-    Row("options-number", sweep_file("[options]\ntorch = 5\n", "options: torch = 5 is not a table")),
+    Row("options-number", sweep_file("[options]\ntorch = 5\n",
+                                      "options: torch = 5 is not a table")),
     # 4: not a text file at all: a UnicodeDecodeError traceback.
     Row("spec-checkpoint", _checkpoint),
     Row("spec-latin1", sweep_file('model = "r\u00e9snet"\n'.encode("latin-1"),
@@ -100,7 +101,8 @@ ROWS = [
     Row("opset-17", sweep_file("opset = 17\n", "opset: 17 is below 18")),
     # 20: the argument parser's own errors: one line like every other bad input, not a box.
     Row("usage-unknown-flag", flags("--bogus", needle="No such option: --bogus")),
-    Row("usage-missing-value", flags("--batches", needle="Option '--batches' requires an argument")),
+    Row("usage-missing-value", flags("--batches",
+                                     needle="Option '--batches' requires an argument")),
     Row("usage-not-an-int", flags("--min-iterations=abc",
                                   needle="Invalid value for '--min-iterations'")),
 ]
@@ -221,8 +223,10 @@ def test_the_default_sweeps_keep_their_run_directories():
     ({"devices": "cuda,cpu"}, {"devices": "cpu,cuda"}),
     ({"precisions": "fp16,fp32"}, {"precisions": "fp32,fp16"}),
     ({"scope": "e2e,compute"}, {"scope": ["compute", "e2e"]}),
-    ({"options": {"torch": {"channels_last": "1"}}}, {"options": {"torch": {"channels_last": "true"}}}),
-    ({"options": {"torch": {"channels_last": "True"}}}, {"options": {"torch": {"channels_last": True}}}),
+    ({"options": {"torch": {"channels_last": "1"}}},
+     {"options": {"torch": {"channels_last": "true"}}}),
+    ({"options": {"torch": {"channels_last": "True"}}},
+     {"options": {"torch": {"channels_last": True}}}),
     # An option given at its default changes no case.
     ({"options": {"torch": {"channels_last": "false"}}}, {}),
     ({"opset": 18}, {}),
@@ -313,7 +317,8 @@ def test_plan_force_passes_the_memory_guard_as_run_force_does(tmp_path):
 # 20: --version, and help text that reads as written.
 def test_version():
     proc = cli("--version")
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"infersweep {infersweep.__version__}\n", "")
+    assert (proc.returncode, proc.stdout, proc.stderr) == \
+        (0, f"infersweep {infersweep.__version__}\n", "")
 
 
 def test_help_keeps_bracketed_text():
