@@ -22,8 +22,9 @@ def _params(command: str) -> list[str]:
 def test_run_and_plan_take_the_shared_flags_in_one_order():
     shared = [f.name for f in FLAGS]
     executor = [f.name for f in FLAGS if f.executor]
-    assert _params("run") == shared + ["fresh", "retry_failed", "force"]
-    assert _params("plan") == [n for n in shared if n not in executor] + ["list_models"]
+    resume = ["fresh", "retry_failed", "force"]  # plan takes them to show what run would do
+    assert _params("run") == shared + resume
+    assert _params("plan") == [n for n in shared if n not in executor] + resume + ["list_models"]
 
 
 def test_spec_flags_derive_from_the_declaration():

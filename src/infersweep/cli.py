@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from infersweep.flags import Baseline, Only, SweepArgs, only_filter, with_sweep_flags
+from infersweep.flags import (Baseline, Force, Fresh, Only, RetryFailed, SweepArgs, only_filter,
+                              with_sweep_flags)
 from infersweep.grid.filters import FilterError, check_known, parse_filter, view_name
 from infersweep.grid.plan import RUN, expand, make_plan, time_estimate
 from infersweep.grid.preflight import check_inputs, prepare_out
@@ -26,6 +27,21 @@ from infersweep.terminal import TerminalObserver, console, err
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
                        "sizes; measure each case honestly; never lose a result.")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from infersweep import __version__
+
+        console.print(f"infersweep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print the version and exit")] = False):
+    pass
 
 
 def _fail(message: str) -> None:
@@ -47,7 +63,8 @@ def _load_run(run_dir: Path):
         _fail(str(exc))
 
 
-def _stored_statuses(out_dir: Path, quick: bool) -> tuple[dict[str, str], dict[str, str]]:
+def _stored_statuses(out_dir: Path, quick: bool, retry_failed: bool = False
+                     ) -> tuple[dict[str, str], dict[str, str]]:
     """(finished, every stored status) of an existing run directory, read without writing."""
     from infersweep.results.store import Store
 
@@ -55,7 +72,7 @@ def _stored_statuses(out_dir: Path, quick: bool) -> tuple[dict[str, str], dict[s
         return {}, {}
     store = Store(out_dir / "results.sqlite", readonly=True)
     try:
-        return store.finished(quick=quick), store.statuses()
+        return store.finished(retry_failed, quick), store.statuses()
     finally:
         store.close()
 
@@ -68,12 +85,8 @@ def _explicit_out(sweep: SweepArgs) -> Path | None:
 
 @app.command()
 @with_sweep_flags()
-def run(sweep: SweepArgs,
-        fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")] = False,
-        retry_failed: Annotated[bool, typer.Option(
-            "--retry-failed", help="re-run failed/crashed/oom/timeout cases")] = False,
-        force: Annotated[bool, typer.Option(
-            "--force", help="run even when the memory estimate exceeds available memory")] = False):
+def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = False,
+        force: Force = False):
     """Run a sweep; results are stored per case and resumed on the next run with the same --out.
 
     Exit code: 0 when at least one case of the sweep has an ok result; 1 when none has (every
@@ -156,11 +169,12 @@ def _finish_run(out_dir: Path, outcome) -> None:
 
 @app.command()
 @with_sweep_flags(executor=False)
-def plan(sweep: SweepArgs,
+def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = False,
+         force: Force = False,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
-    """Print the expanded cases and what will happen to each, without running anything
-    (the run directory is only read)."""
+    """Print the expanded cases and what `run` with the same flags would do with each (the run
+    directory is only read)."""
     from infersweep.results.store import StoreError
 
     if list_models:
@@ -171,22 +185,25 @@ def plan(sweep: SweepArgs,
     try:
         spec, gpu = sweep.spec()
         only = only_filter(sweep.only)
-        check_inputs(spec)
+        check_inputs(spec, force)
         out_dir = spec.out or spec.default_out()
-        finished, stored = _stored_statuses(out_dir, spec.quick)  # read only: plan writes nothing
+        # read only: plan writes nothing; --fresh: run would forget the stored results first
+        finished, stored = ({}, {}) if fresh else \
+            _stored_statuses(out_dir, spec.quick, retry_failed)
     except (SpecError, StoreError) as exc:
         _fail(str(exc))
     planned = make_plan(spec, finished, gpu, only, stored)
     if not planned:
         _fail(f"no case of this sweep matches --only {sweep.only!r}")
     table = Table(title=f"plan for {out_dir}")
-    for col in ("case_id", "backend", "device", "precision", "size", "batch", "data", "action",
-                "reason"):
+    scoped = spec.scopes != ("compute",)  # else every row would say compute
+    for col in ("case_id", "backend", "device", "precision", "size", "batch", "data") + \
+            ("scope",) * scoped + ("action", "reason"):
         table.add_column(col)
     for p in planned:
         c = p.case
         table.add_row(c.case_id, c.backend, c.device, c.precision, str(c.image_size),
-                      str(c.batch_size), c.data, p.action, p.reason)
+                      str(c.batch_size), c.data, *(c.scope,) * scoped, p.action, p.reason)
     console.print(table)
     to_run = [p.case for p in planned if p.action == RUN]
     console.print(f"{len(planned)} cases, {len(to_run)} to run")
@@ -258,8 +275,9 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
          precisions: Annotated[str, typer.Option("--precisions", help="fp32,fp16,bf16")] = "fp32",
          remeasure: Annotated[bool, typer.Option(
              "--remeasure", help="measure even where a table value or a cached one exists")] = False):
-    """Peak TFLOP/s of this machine per device and precision (measured with a large matrix
-    product and cached; known GPUs from a datasheet table): the basis of utilization_pct."""
+    """Peak TFLOP/s of this machine per device and precision: the basis of utilization_pct.
+
+    Measured with a large matrix product and cached; known GPUs from a datasheet table."""
     from infersweep.env import collect, gpu_count
     from infersweep.probes.peaks import MATMUL_DTYPE, peak_for
 
@@ -294,8 +312,9 @@ def compare(
                                      "this, e.g. 5%")] = None,
         margin: Annotated[str, typer.Option(
             "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%"):
-    """Compare two runs (or two groups of one run) case by case: B/A median latency with a
-    bootstrap 95% CI and a verdict: faster, slower, or no significant difference."""
+    """Compare two runs (or two groups of one run) case by case, with a verdict per case.
+
+    B/A median latency with a bootstrap 95% CI: faster, slower, or no significant difference."""
     from infersweep.reports.compare import (CompareError, parse_fraction, regressions, to_json,
                                     to_markdown)
     from infersweep.reports.compare import compare as compare_results
@@ -396,11 +415,28 @@ def env():
     console.print(table)
 
 
+def _click_errors() -> tuple[type, type]:
+    """click's UsageError and ClickException as typer raises them (newer typer vendors click as
+    typer._click): found through typer.BadParameter, public in every version, which derives
+    from both."""
+    bases = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+    return bases["UsageError"], bases["ClickException"]
+
+
 def main() -> None:
+    usage_error, click_error = _click_errors()
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)  # returns typer.Exit's code; click errors propagate
+    except usage_error as exc:  # argument-parser errors too: one line, exit 2, like any bad input
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+        err.print(f"[bold red]error:[/] {escape(exc.format_message() + hint)}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click_error as exc:
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

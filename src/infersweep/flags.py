@@ -16,14 +16,24 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from infersweep.backends import registry
+from infersweep.backends.base import parse_value
 from infersweep.env import gpu_count
 from infersweep.grid.filters import HELP as FILTER_HELP
 from infersweep.grid.filters import Filter, FilterError, parse_filter
-from infersweep.grid.spec import Spec, SpecError, build_spec, load_toml, parse_option_flags
+from infersweep.grid.spec import (Spec, SpecError, build_spec, check_options_tables, load_toml,
+                                  parse_option_flags)
 
 # Reused by other commands (report, compare) as well.
 Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
 Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
+# What `run` does with the results already in --out; `plan` takes them too, to show what that run
+# would do.
+Fresh = Annotated[bool, typer.Option("--fresh", help="forget earlier results in --out")]
+RetryFailed = Annotated[bool, typer.Option(
+    "--retry-failed", help="re-run failed/crashed/oom/timeout cases")]
+Force = Annotated[bool, typer.Option(
+    "--force", help="run even when the memory estimate exceeds available memory")]
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ FLAGS = (
             default=False),
     Flag("only", Only, in_spec=False),
     _option("executor", str, "local (default) or ray: a Ray task per group, on a cluster or a "
-                             "local Ray instance (pip install 'infersweep[ray]')", executor=True),
+                             "local Ray instance (pip install 'infersweep\\[ray]')", executor=True),
     _option("ray_address", str, "an existing Ray cluster, e.g. ray://head:10001 or head:6379 "
                                 "(default: start a local Ray instance)", executor=True),
     _option("retries", int,
@@ -95,20 +105,26 @@ class SweepArgs:
     only: str | None  # --only text
 
     def raw(self) -> dict:
-        """The sweep file's values with the flags laid over them: what ``build_spec`` takes."""
+        """The sweep file's values with the flags laid over them: what ``build_spec`` takes.
+        Flags override the file; two flags that say opposite things are a SpecError."""
         flags = dict(self.flags)
         raw = load_toml(self.spec_file) if self.spec_file else {}
-        options = {k: dict(v) for k, v in raw.get("options", {}).items()} \
-            if isinstance(raw.get("options"), dict) else raw.get("options")
+        options = raw.get("options")
+        if options is not None:
+            check_options_tables(options)  # before merging: [options] torch = "x" is refused
+            options = {k: dict(v) for k, v in options.items()}  # a copy, to merge flags into
         flag_options = parse_option_flags(flags.pop("option", None) or [])
         if flags.pop("channels_last", False):
-            for backend in ("torch", "torch-compile"):
+            for backend in CHANNELS_LAST_BACKENDS:
+                _refuse_conflict(flag_options, backend, "channels_last", "true", "--channels-last")
                 flag_options.setdefault(backend, {})["channels_last"] = "true"
         if flags.get("compile_mode"):
+            _refuse_conflict(flag_options, "torch-compile", "mode", flags["compile_mode"],
+                             f"--compile-mode {flags['compile_mode']}")
             flag_options.setdefault("torch-compile", {})["mode"] = flags["compile_mode"]
         flags.pop("compile_mode", None)
         if flag_options:
-            options = options if isinstance(options, dict) else {}
+            options = options or {}
             for backend, values in flag_options.items():
                 options.setdefault(backend, {}).update(values)
         flags["out"] = str(flags["out"]) if flags.get("out") else None
@@ -122,13 +138,48 @@ class SweepArgs:
         """The validated Spec, and whether this machine has a GPU; SpecError on bad input."""
         raw = self.raw()
         gpus_visible = gpu_count()
-        return build_spec(raw, gpus_visible=gpus_visible), gpus_visible > 0
+        spec = build_spec(raw, gpus_visible=gpus_visible)
+        self._refuse_options_outside(spec.backends)
+        return spec, gpus_visible > 0
+
+    def _refuse_options_outside(self, backends: tuple[str, ...]) -> None:
+        """An option flag for a backend the sweep does not run would be dropped without a word.
+        (Options in a sweep file are not refused: a --backends flag may narrow the file's
+        backends on purpose.)"""
+        given = [(f"--option {flag}", flag.partition(".")[0].strip())
+                 for flag in self.flags.get("option") or []]
+        if self.flags.get("compile_mode"):
+            given.append((f"--compile-mode {self.flags['compile_mode']}", "torch-compile"))
+        for flag, backend in given:
+            if backend not in backends:
+                raise SpecError(f"{flag}: {backend} is not among the sweep's backends "
+                                f"({', '.join(backends)}); add it to --backends")
+        if self.flags.get("channels_last") and not set(CHANNELS_LAST_BACKENDS) & set(backends):
+            raise SpecError(f"--channels-last: neither {' nor '.join(CHANNELS_LAST_BACKENDS)} is "
+                            f"among the sweep's backends ({', '.join(backends)})")
+
+
+# The backends --channels-last sets channels_last=true for.
+CHANNELS_LAST_BACKENDS = ("torch", "torch-compile")
+
+
+def _refuse_conflict(flag_options: dict, backend: str, key: str, value: str, flag: str) -> None:
+    """A shortcut flag and an --option for the same setting must agree (compared as the
+    backend reads them: channels_last=1 is true)."""
+    given = flag_options.get(backend, {}).get(key)
+    if given is None:
+        return
+    default = registry()[backend].option_defaults[key]
+    try:
+        same = parse_value(given, default) == parse_value(value, default)
+    except ValueError:
+        same = False
+    if not same:
+        raise SpecError(f"{flag} conflicts with --option {backend}.{key}={given}; give one")
 
 
 def only_filter(text: str | None) -> Filter | None:
     """The --only filter of run, plan and report, or None; a bad one is a SpecError (exit 2)."""
-    from infersweep.backends import registry
-
     if not text:
         return None
     try:

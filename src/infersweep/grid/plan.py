@@ -26,14 +26,14 @@ class PlannedCase:
 def expand(spec: Spec) -> list[Case]:
     """The full grid, in a stable order: grouped so that a worker serves a whole group."""
     cases = []
-    for backend, device, size, data, batch in product(
-            spec.backends, spec.devices, spec.sizes, spec.data, spec.batches):
+    for backend, device, size, data, scope, batch in product(
+            spec.backends, spec.devices, spec.sizes, spec.data, spec.scopes, spec.batches):
         precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
         cases += [Case(
             model=spec.model,
             weights=weights_label(spec.weights, size, spec.seed),
             backend=backend, device=device, precision=precision,
-            image_size=size, batch_size=batch, data=data, scope=spec.scope,
+            image_size=size, batch_size=batch, data=data, scope=scope,
             options=spec.case_options[backend, device],
         ) for precision in precisions]
     return cases

@@ -21,6 +21,8 @@ from pathlib import Path
 from infersweep.artefacts.export import DEFAULT_OPSET
 from infersweep.artefacts.models import available_models
 from infersweep.backends import registry
+from infersweep.backends.base import parse_value
+from infersweep.case import format_options
 from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
@@ -28,6 +30,15 @@ KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "amp", "int8")
 KNOWN_SCOPES = ("compute", "e2e")
 MAX_IMAGE_SIZE = 8192
 MAX_BATCH_SIZE = 65536
+# A case stops at max_time whatever min_iterations says, so a larger minimum only turns every
+# case into a run to the cap with a "fewer runs than wanted" warning: 10 s of 0.1 ms runs.
+MAX_MIN_ITERATIONS = 100_000
+# target_ci is the median's relative 95% CI half-width: 0.05 is +-5%. At 0.5 and above the
+# "median" could be off by half or more, which measures nothing; 5 most likely meant 5%.
+MAX_TARGET_CI = 0.5
+# torch's exporter (dynamo=True) writes opset 18 and newer: asked for less, it silently keeps 18,
+# so a lower number would label a model that was never exported at it.
+MIN_OPSET = 18
 
 # TOML keys and what they hold; flags use the same names.
 KEYS = {
@@ -39,7 +50,7 @@ KEYS = {
     "sizes": "list of image sizes (px)",
     "batches": "list of batch sizes",
     "data": "list of data sources: synthetic, samples (bundled photos), or a folder of images",
-    "scope": "what is timed: compute (inputs already placed) or e2e (host in, host out)",
+    "scope": "what is timed: compute (inputs already placed) and/or e2e (host in, host out)",
     "options": "backend options: {backend: {option: value}}",
     "gpus": "GPU indexes to spread CUDA cases over, one worker per GPU",
     "quick": "exploring: +-5% target, 2 s cap per case, marked as quick",
@@ -76,7 +87,7 @@ class Spec:
     sizes: tuple[int, ...] = (224,)
     batches: tuple[int, ...] = (1, 8, 32)
     data: tuple[str, ...] = ("synthetic",)
-    scope: str = "compute"
+    scopes: tuple[str, ...] = ("compute",)  # an axis of the grid, like sizes
     out: Path | None = None
     timeout_s: float = 600.0
     baseline: str = "torch"
@@ -94,10 +105,25 @@ class Spec:
     retries: int = 0  # executor ray: re-schedule a crashed case up to this many times
 
     def identity(self) -> dict:
-        """What defines the sweep's cases (not where it is written or how long it may take)."""
-        keys = ("model", "weights", "backends", "devices", "precisions", "sizes", "batches",
-                "data", "scope", "seed", "backend_options", "gpu_extra_precisions")
-        return {k: v for k, v in asdict(self).items() if k in keys}
+        """What defines the sweep's cases (not where it is written or how long it may take), in
+        a canonical form: sweeps with the same cases have the same identity, whatever order or
+        spelling they were given in. Its shape is kept from before scopes and opset were part of
+        it (a single scope as a string, the opset only where it is not the default), so the run
+        directories of earlier sweeps keep their names and resume."""
+        order = {"backends": list(registry()), "devices": KNOWN_DEVICES,
+                 "precisions": KNOWN_PRECISIONS, "gpu_extra_precisions": KNOWN_PRECISIONS}
+        identity = {"model": self.model, "weights": self.weights, "seed": self.seed,
+                    "sizes": sorted(self.sizes), "batches": sorted(self.batches),
+                    "data": sorted(self.data)}
+        for key, known in order.items():
+            identity[key] = sorted(getattr(self, key), key=list(known).index)
+        scopes = sorted(self.scopes, key=KNOWN_SCOPES.index)
+        identity["scope"] = scopes[0] if len(scopes) == 1 else scopes
+        identity["backend_options"] = {backend: _canonical_options(backend, given)
+                                       for backend, given in self.backend_options.items()}
+        if self.opset != DEFAULT_OPSET:
+            identity["opset"] = self.opset
+        return identity
 
     def default_out(self) -> Path:
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
@@ -114,6 +140,18 @@ class Spec:
                 for backend in self.backends for device in self.devices}
 
 
+def _canonical_options(backend: str, given: dict[str, str]) -> dict[str, str]:
+    """The options given to a backend as its cases will carry them (true, not 1 or True), less
+    those equal to their default: they change no case. Only for options already validated."""
+    defaults = registry()[backend].option_defaults
+    canonical = {}
+    for key, text in given.items():
+        value = parse_value(text, defaults[key])
+        if value != defaults[key]:
+            canonical[key] = format_options({key: value}).partition("=")[2]
+    return canonical
+
+
 def load_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
@@ -122,6 +160,9 @@ def load_toml(path: Path) -> dict:
         raise SpecError(f"sweep file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # a checkpoint, an image: TOML files are UTF-8 text
+        raise SpecError(f"{path} is not a TOML sweep file: byte 0x{exc.object[exc.start]:02x} "
+                        f"at offset {exc.start} is not UTF-8 text") from None
     except OSError as exc:
         raise SpecError(f"cannot read sweep file {path}: {exc.strerror}") from None
     unknown = sorted(set(raw) - set(KEYS))
@@ -228,7 +269,7 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
     if "data" in raw:
         values["data"] = tuple(dict.fromkeys(str(d) for d in _items("data", raw["data"])))
     if "scope" in raw:
-        values["scope"] = _choices("scope", raw["scope"], KNOWN_SCOPES)[0]
+        values["scopes"] = _choices("scope", raw["scope"], KNOWN_SCOPES)
     if raw.get("out") not in (None, ""):
         values["out"] = Path(str(raw["out"]))
     if "timeout" in raw:
@@ -240,14 +281,15 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
     values.update(_executor_values(raw))  # before --gpus: with Ray, --gpus is the wrong flag
     if raw.get("gpus") not in (None, ""):
         gpus = tuple(dict.fromkeys(_items("gpus", raw["gpus"])))
-        if not all(isinstance(g, int) or str(g).isdigit() for g in gpus):
+        # -1 is an int too (and True): an index is a non-negative integer, written in digits
+        if not all(re.fullmatch(r"[0-9]+", str(g)) and not isinstance(g, bool) for g in gpus):
             raise SpecError(f"gpus: {raw['gpus']!r} is not a list of GPU indexes (0,1,...)")
         values["gpus"] = tuple(int(g) for g in gpus)
         bad = [g for g in values["gpus"] if g >= gpus_visible]
         if bad:
             raise SpecError(f"gpus: no GPU {bad[0]} on this machine ({gpus_visible} visible)")
     if "opset" in raw:
-        values["opset"] = _number("opset", raw["opset"], int, 7, inclusive=True)
+        values["opset"] = _opset(raw["opset"])
     measure = {}
     if raw.get("quick") in (True, "true", "1"):
         values["quick"] = True
@@ -260,8 +302,14 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
         measure["max_time_s"] = _number("max_time", raw["max_time"])
     if "min_iterations" in raw:
         measure["min_iterations"] = _number("min_iterations", raw["min_iterations"], int, 1, True)
+        if measure["min_iterations"] > MAX_MIN_ITERATIONS:
+            raise SpecError(f"min_iterations: {measure['min_iterations']} is absurdly large (at "
+                            f"most {MAX_MIN_ITERATIONS}; a case stops at max_time anyway)")
     if "target_ci" in raw:
         measure["target_ci"] = _number("target_ci", raw["target_ci"])
+        if measure["target_ci"] >= MAX_TARGET_CI:
+            raise SpecError(f"target_ci: {raw['target_ci']!r} must be a fraction below "
+                            f"{MAX_TARGET_CI:g}, e.g. 0.05 for +-5%")
     if measure:
         values["measure"] = replace(spec.measure, **measure)
     spec = replace(spec, **values)
@@ -274,6 +322,23 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
         raise SpecError(f"max_time ({spec.measure.max_time_s:g}) is below min_time "
                         f"({spec.measure.min_time_s:g})")
     return spec
+
+
+def _opset(value) -> int:
+    """An ONNX opset that both the exporter and the installed onnx know."""
+    opset = _number("opset", value, int, 0, inclusive=True)
+    if opset < MIN_OPSET:
+        raise SpecError(f"opset: {value!r} is below {MIN_OPSET}, the oldest opset torch's ONNX "
+                        "exporter writes")
+    try:
+        import onnx.defs
+
+        newest = onnx.defs.onnx_opset_version()
+    except ImportError:  # no onnx: no ONNX backend can run either; the plan says so per case
+        return opset
+    if opset > newest:
+        raise SpecError(f"opset: {opset} is newer than the installed onnx knows (at most {newest})")
+    return opset
 
 
 KNOWN_EXECUTORS = ("local", "ray")
@@ -322,13 +387,21 @@ def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:
     return options
 
 
+def check_options_tables(options) -> None:
+    """[options] holds a table per backend; anything else is a SpecError naming the entry."""
+    example = "expected a table per backend, e.g. [options.torch] channels_last = true"
+    if not isinstance(options, dict):
+        raise SpecError(f"options: {options!r} is not a table; {example}")
+    for backend, value in options.items():
+        if not isinstance(value, dict):
+            raise SpecError(f"options: {backend} = {value!r} is not a table; {example}")
+
+
 def _backend_options(raw, backends: tuple[str, ...]) -> dict:
     """The options given to each backend of the sweep ({} where none), as text;
     ``Spec.case_options`` validates their values."""
     raw = raw or {}
-    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-        raise SpecError("options: expected a table per backend, e.g. [options.torch] "
-                        "channels_last = true")
+    check_options_tables(raw)
     unknown = sorted(set(raw) - set(registry()))
     if unknown:
         raise SpecError(f"options for unknown backend(s) {', '.join(unknown)}; "
