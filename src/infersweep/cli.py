@@ -173,8 +173,9 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
          force: Force = False,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
-    """Print the expanded cases and what `run` with the same flags would do with each (the run
-    directory is only read)."""
+    """Print the expanded cases and what `run` with the same flags would do with each.
+
+    The run directory is only read: plan works on a read-only mount."""
     from infersweep.results.store import StoreError
 
     if list_models:
