@@ -146,3 +146,33 @@ def test_no_accuracy_without_labels_or_with_another_class_count(tmp_path):
     skipped = accuracy(batches, always(0, 2, classes=10))
     assert skipped.fields == {}
     assert skipped.info == {"accuracy_skipped": "model has 10 classes, data has 2"}
+
+
+def test_the_agreement_probe_keys_the_reference_on_the_batch_it_ran(monkeypatch):
+    from types import SimpleNamespace
+
+    from infersweep.backends.base import Backend
+    from infersweep.case import Case
+    from infersweep.probes import agreement
+
+    seen = []
+    ref = np.repeat(REF, 2, axis=0)
+    monkeypatch.setattr(agreement, "reference_logits",
+                        lambda source, batch, key, cache: seen.append((batch, key, cache)) or ref)
+    case = Case("resnet18", "random(seed=3)", "onnxruntime", "cpu", "fp16", 48, 2, "samples")
+    batch = np.zeros((2, 3, 48, 48))
+    ctx = ProbeContext(backend=Backend("onnxruntime", ("cpu",), {}), case=case, seed=3,
+                       source=SimpleNamespace(weights_key="random-seed3"), cache="the cache",
+                       settings=None, host_batch=batch, output=np.array([REF[0], at_cosine(0.98)]))
+    reading = agreement.ReferenceAgreement().after(ctx)
+    (got_batch, key, cache), = seen
+    assert got_batch is batch and cache == "the cache"
+    assert key == {"model": "resnet18", "weights": "random-seed3", "data": "samples",
+                   "image_size": 48, "batch_size": 2, "seed": 3}
+    assert reading.fields == {"max_abs_err": pytest.approx(math.sqrt(1 - 0.98 ** 2)),
+                              "cosine": pytest.approx(0.98), "top1_agreement": 1.0}
+    assert len(reading.warnings) == 1 and "< 0.99 for fp16" in reading.warnings[0]
+    assert agreement.ReferenceAgreement().applies(ctx)
+    assert not agreement.ReferenceAgreement().applies(
+        ProbeContext(backend=Backend("fake", ("cpu",), {}, needs_model=False), case=case, seed=0,
+                     source=None, cache=None, settings=None))

@@ -226,10 +226,13 @@ def test_cpu_peak_is_within_30_percent_of_a_matmul_of_known_flops_timed_here():
             rate = max(rate, 2 * n ** 3 / (time.perf_counter() - start) / 1e12)
         return rate
 
+    # Interleaved windows, best of each side: a neighbour's load slows both alike, and any
+    # quiet moment shows each side's ceiling. One n x n product is n^3 multiply-adds: 2 n^3 FLOPs.
     a @ b
-    before = best_rate(1.0)  # one n x n product is n^3 multiply-adds: 2 n^3 FLOPs
-    measured = peaks.measure_matmul_tflops("cpu", "fp32", seconds=1.0)
-    reference = max(before, best_rate(1.0))
+    reference, measured = 0.0, 0.0
+    for _ in range(3):
+        reference = max(reference, best_rate(0.5))
+        measured = max(measured, peaks.measure_matmul_tflops("cpu", "fp32", seconds=0.5))
     assert 0.7 < measured / reference < 1.3, (measured, reference)
 
 
