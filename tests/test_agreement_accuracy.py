@@ -158,15 +158,16 @@ def test_the_agreement_probe_keys_the_reference_on_the_batch_it_ran(monkeypatch)
     seen = []
     ref = np.repeat(REF, 2, axis=0)
     monkeypatch.setattr(agreement, "reference_logits",
-                        lambda source, batch, key, cache: seen.append((batch, key, cache)) or ref)
+                        lambda source, batch, key, cache: seen.append((source, batch, key, cache))
+                        or ref)
     case = Case("resnet18", "random(seed=3)", "onnxruntime", "cpu", "fp16", 48, 2, "samples")
     batch = np.zeros((2, 3, 48, 48))
     ctx = ProbeContext(backend=Backend("onnxruntime", ("cpu",), {}), case=case, seed=3,
                        source=SimpleNamespace(weights_key="random-seed3"), cache="the cache",
                        settings=None, host_batch=batch, output=np.array([REF[0], at_cosine(0.98)]))
     reading = agreement.ReferenceAgreement().after(ctx)
-    (got_batch, key, cache), = seen
-    assert got_batch is batch and cache == "the cache"
+    (source, got_batch, key, cache), = seen
+    assert got_batch is batch and cache == "the cache" and source is ctx.source
     assert key == {"model": "resnet18", "weights": "random-seed3", "data": "samples",
                    "image_size": 48, "batch_size": 2, "seed": 3}
     assert reading.fields == {"max_abs_err": pytest.approx(math.sqrt(1 - 0.98 ** 2)),

@@ -239,8 +239,13 @@ def test_cpu_peak_is_within_30_percent_of_a_matmul_of_known_flops_timed_here():
 def test_peak_counts_two_flops_per_multiply_add_on_a_fake_clock(monkeypatch):
     ticks = iter(range(100))  # perf_counter: 0, 0.25, 0.5, ... s, one step per call
     monkeypatch.setattr(peaks, "time", SimpleNamespace(perf_counter=lambda: next(ticks) / 4))
+    # The rate is computed from n, not from the tensors: small ones make the test instant.
+    made = []
+    monkeypatch.setattr(torch, "randn", lambda *shape, device: made.append((shape, device))
+                        or torch.ones(2, 2))
     # deadline 1.0; checks at 0.25 (run: 0.5 -> 0.75) and 1.0 (stop): one product of 0.25 s
     assert peaks.measure_matmul_tflops("cpu", "fp32", seconds=1.0) == 2 * 2048 ** 3 / 0.25 / 1e12
+    assert made == [((2048, 2048), "cpu")] * 2
 
 
 @pytest.fixture

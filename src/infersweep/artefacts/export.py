@@ -29,8 +29,8 @@ def onnx_export(source, image_size: int, opset: int, cache: ArtifactCache,
            "precision": precision, "opset": opset, "torch": torch.__version__,
            "exporter": "dynamo"}
 
-    # pragma: no mutate start (make mutate: a real export)
     def build(out_dir: Path) -> None:
+        # pragma: no mutate block (make mutate: a real export)
         import copy
 
         dtype = getattr(torch, EXPORT_DTYPES[precision])
@@ -47,14 +47,13 @@ def onnx_export(source, image_size: int, opset: int, cache: ArtifactCache,
         if precision == "fp16" and not report["is_fp16"]:
             raise RuntimeError(f"fp16 export is not float16: {report}")
 
-    # pragma: no mutate end
     entry, cached = cache.get_or_build("onnx", key, build)
     return entry / "model.onnx", cached
 
 
-# pragma: no mutate start (make mutate: reads a real export)
 def onnx_precision_report(path: Path) -> dict:
     """What the saved graph really holds: input dtype and the share of float16 weight elements."""
+    # pragma: no mutate block (make mutate: reads a real export)
     import onnx
     import numpy as np
 
@@ -72,4 +71,3 @@ def onnx_precision_report(path: Path) -> dict:
     return {"input_dtype": names.get(input_type, str(input_type)),
             "weight_elements": elements, "fp16_weight_share": round(fp16_share, 4),
             "is_fp16": input_type == onnx.TensorProto.FLOAT16 and fp16_share >= 0.99}
-# pragma: no mutate end
