@@ -15,7 +15,7 @@ from infersweep.measure.stats import summarize
 from infersweep.measure import timing
 from infersweep.probes import peaks
 from infersweep.probes.agreement import measure_agreement
-from infersweep.reports.compare import (NO_DIFFERENCE, SLOWER, CompareError, Pair, compare,
+from infersweep.reports.compare import (FASTER, NO_DIFFERENCE, SLOWER, CompareError, Pair, compare,
                                         compare_pair, differing_fields, parse_fraction,
                                         regressions)
 from infersweep.reports.rows import rows_with_speedup
@@ -197,3 +197,103 @@ def test_a_failed_measurement_is_no_peak_and_not_cached(measured, monkeypatch):
     assert peaks.peak_for("cpu", "fp32", {"cpu": "Xeon", "cores_usable": 4}) is None
     assert not (root / "peaks.json").exists()
     assert math.isfinite(peaks.table_peak("NVIDIA H200", "int8")["tflops"])
+
+
+# --- found by the second mutation run ---------------------------------------------------------
+
+def test_the_interval_is_the_documented_bootstrap_seeded_by_both_case_ids():
+    from infersweep.reports.compare import bootstrap_medians
+
+    a, b = ok(case(batch=8), seed=1), ok(case("onnxruntime", batch=8), 1.1, seed=2)
+    p = compare_pair(a, b, confidence=0.9)
+    rng = np.random.default_rng([0, int(a.case.case_id, 16), int(b.case.case_id, 16)])
+    boot = bootstrap_medians(b.samples_ms, 2000, rng) / bootstrap_medians(a.samples_ms, 2000, rng)
+    assert (p.ci_low, p.ci_high) == tuple(np.percentile(boot, [5.0, 95.0]))
+
+
+def test_a_side_that_did_not_run_ok_has_no_median_even_with_samples():
+    failed = Result(case(), "crashed", reason="SIGSEGV", samples_ms=[1.0] * 9)
+    p = compare_pair(failed, ok(case()))
+    assert (p.a_median_ms, p.a_samples, p.note) == (None, 0, "A crashed (SIGSEGV)")
+    p = compare_pair(ok(case()), Result(case(), "oom", samples_ms=[1.0] * 9))
+    assert (p.b_median_ms, p.b_samples, p.note) == (None, 0, "B oom")
+
+
+def _constant(c, values):
+    return Result(c, "ok", samples_ms=list(values))
+
+
+@pytest.mark.parametrize("b_values, verdict", [
+    ([1.0] * 9, NO_DIFFERENCE),  # ratio exactly 1 - margin: not beyond the margin
+    ([3.0] * 9, NO_DIFFERENCE),  # ratio exactly 1 + margin
+    ([1.0] * 5 + [2.0] * 4, NO_DIFFERENCE),  # interval's upper end exactly 1
+    ([4.0] * 5 + [2.0] * 4, NO_DIFFERENCE),  # interval's lower end exactly 1
+    ([0.9] * 9, FASTER), ([3.1] * 9, SLOWER)])
+def test_verdict_boundaries_are_strict(b_values, verdict):
+    a = _constant(case(), [2.0] * 9)
+    p = compare_pair(a, _constant(case("onnxruntime"), b_values), margin=0.5)
+    assert p.verdict == verdict, p
+
+
+def test_cache_builds_in_a_fresh_folder_even_after_a_killed_build(tmp_path):
+    import os
+
+    from infersweep.artefacts.cache import ArtifactCache, key_digest
+
+    cache = ArtifactCache(tmp_path / "not" / "yet")  # parents are created
+    stale = cache.root / "onnx" / f"{key_digest({'k': 1})}.tmp-{os.getpid()}"
+    stale.mkdir(parents=True)
+    (stale / "half.onnx").write_bytes(b"x")  # a killed build of the same pid left this
+    seen = []
+    entry, _ = cache.get_or_build("onnx", {"k": 1},
+                                  lambda d: seen.append(sorted(p.name for p in d.iterdir())))
+    assert seen == [[]] and not stale.exists()
+    key = {"z": 2, "a": [1]}
+    entry, _ = cache.get_or_build("onnx", key, lambda d: None)
+    assert (entry / "key.json").read_text() == '{\n "a": [\n  1\n ],\n "z": 2\n}'
+
+
+def test_warmup_compares_the_last_window_only(monkeypatch):
+    from test_timing_loop import FakeClock
+
+    clock = FakeClock()
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock.ns / 1e9,
+                                                        perf_counter_ns=lambda: clock.ns))
+    settings = timing.MeasureSettings(warmup_max_s=5.0)
+    # 10 | 20 | 22 ...: window 3 is 10% off window 2 (windows 2+3 together would be 5% off)
+    run = clock.runner(lambda i: 10.0 if i < 3 else 20.0 if i < 6 else 22.0)
+    assert timing.warm_up(run, settings) == (12, [])
+    # exactly 5% apart: settled
+    assert timing.warm_up(clock.runner(lambda i: 20.0 if i < 3 else 21.0), settings) == (6, [])
+    # the deadline is reached exactly at the 4th run: stop there
+    clock.ns = 0
+    n, warnings = timing.warm_up(clock.runner(lambda i: 1.0), timing.MeasureSettings(
+        warmup_max_s=0.004))
+    assert (n, warnings) == (4, ["warmup did not settle in 0.004 s (4 runs)"])
+
+
+@pytest.mark.parametrize("limits, samples, warnings", [
+    (dict(max_time_s=0.02, min_time_s=5.0), 20, []),  # the cap reached exactly: stop
+    (dict(min_time_s=0.02), 20, []),  # min_time reached exactly: enough
+])
+def test_time_limits_reached_exactly_count(monkeypatch, limits, samples, warnings):
+    from test_timing_loop import FakeClock
+
+    clock = FakeClock()
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock.ns / 1e9,
+                                                        perf_counter_ns=lambda: clock.ns))
+    # cold run and warmup take no time, so the timed phase starts at exactly 0 s
+    t = timing.measure(clock.runner(lambda i: 0.0 if i < 7 else 1.0),
+                       timing.MeasureSettings(**{"min_iterations": 10, **limits}))
+    assert (len(t.samples_ms), t.warnings) == (samples, warnings)
+
+
+def test_the_cap_at_exactly_min_iterations_is_no_warning(monkeypatch):
+    from test_timing_loop import FakeClock
+
+    clock = FakeClock()
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock.ns / 1e9,
+                                                        perf_counter_ns=lambda: clock.ns))
+    t = timing.measure(clock.runner(lambda i: 0.0 if i < 7 else 50.0),
+                       timing.MeasureSettings(min_iterations=3, max_time_s=0.15))
+    assert (len(t.samples_ms), t.warnings) == (3, [])

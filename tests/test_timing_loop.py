@@ -85,7 +85,7 @@ def test_cap_wins_over_min_time(clock):
     assert len(t.samples_ms) == 21 and t.warnings == []  # CI reached: no warning at the cap
 
 
-@pytest.mark.parametrize("target_ci, samples", [(0.21, 10), (0.19, 100)])
+@pytest.mark.parametrize("target_ci, samples", [(0.21, 10), (0.2, 10), (0.19, 100)])
 def test_ci_target_decides_when_to_stop(clock, target_ci, samples):
     # Timed runs 1, 1.5, 1, ... ms: the CI spans both values, +-20% of the median 1.25 (even n)
     # or +-25% of the median 1 (odd n).
