@@ -240,7 +240,7 @@ def test_cache_builds_in_a_fresh_folder_even_after_a_killed_build(tmp_path):
 
     from infersweep.artefacts.cache import ArtifactCache, key_digest
 
-    cache = ArtifactCache(tmp_path / "not" / "yet")  # parents are created
+    cache = ArtifactCache(tmp_path / "not" / "yet")
     stale = cache.root / "onnx" / f"{key_digest({'k': 1})}.tmp-{os.getpid()}"
     stale.mkdir(parents=True)
     (stale / "half.onnx").write_bytes(b"x")  # a killed build of the same pid left this
