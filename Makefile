@@ -1,12 +1,14 @@
 # Two entry points, both working on a fresh clone:
 #   make run    set up .venv and run the default sweep (resnet18, torch vs onnxruntime, CPU)
 #   make test   set up .venv and run the test suite
+#   make mutate mutation testing of the measurement core (slow: run it before merging a change to
+#               measure/, compare, agreement, accuracy, speedup rows, cache keys or peaks)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup clean
+.PHONY: run test setup clean mutate
 
 setup: $(STAMP)
 
@@ -24,5 +26,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# mutmut 3 over the measurement core ([tool.mutmut] in pyproject.toml), the fast unit tests only.
+# Starts from a fresh ./mutants each time, so the score is never a stale cache's. Survivors are
+# listed above the score; benchmarks/results/mutation.txt says why each one survives.
+mutate: $(STAMP)
+	$(BIN)/mutmut --help >/dev/null 2>&1 || $(BIN)/python -m pip install -q -e '.[all,test,mutate]'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 >mutants.log 2>&1 || (tail -30 mutants.log; exit 1)
+	$(BIN)/mutmut export-cicd-stats >/dev/null
+	$(BIN)/mutmut results
+	$(BIN)/python tests/mutation_score.py mutants/mutmut-cicd-stats.json
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants mutants.log

@@ -294,3 +294,28 @@ def test_markdown_with_nothing_paired():
     md = to_markdown(result)
     assert "no pairs" in md and "## Only in A (1)" in md and "## Only in B (1)" in md
     assert "| case |" not in md
+
+
+def tight(seed, scale=1.0, n=400):
+    """Samples so steady that the bootstrap interval of a ratio is about +-0.1% wide."""
+    return (np.random.default_rng(seed).normal(10.0, 0.01, n) * scale).tolist()
+
+
+@pytest.mark.parametrize("scale, verdict_without_margin", [(1.01, SLOWER), (0.99, FASTER)])
+def test_a_one_percent_change_with_a_tight_interval_is_within_the_noise_margin(
+        scale, verdict_without_margin):
+    a, b = ok(case(), tight(1)), ok(case(), tight(2, scale))
+    p = compare_pair(a, b)
+    assert p.ratio == pytest.approx(scale, abs=0.001)
+    assert p.ci_low > 1 or p.ci_high < 1  # the interval alone would call it significant
+    assert p.verdict == NO_DIFFERENCE
+    assert compare_pair(a, b, margin=0.0).verdict == verdict_without_margin
+    assert cmp.MARGIN == 0.02
+
+
+@pytest.mark.parametrize("scale, verdict", [(1.03, SLOWER), (0.97, FASTER)])
+def test_a_change_beyond_the_margin_with_a_tight_interval_is_a_verdict(scale, verdict):
+    assert compare_pair(ok(case(), tight(1)), ok(case(), tight(2, scale))).verdict == verdict
+    # a margin wider than the change: no verdict
+    assert compare_pair(ok(case(), tight(1)), ok(case(), tight(2, scale)),
+                        margin=0.04).verdict == NO_DIFFERENCE

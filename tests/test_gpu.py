@@ -75,7 +75,8 @@ def test_e2e_scope_counts_copies(gpu_sweep):
 
 def test_compile_time_is_setup_not_latency(gpu_sweep):
     row = gpu_sweep[("torch-compile", "fp16", "compute", 32)]
-    assert row["setup_s"] > 1.0  # compilation happened, and was charged to setup
+    # compilation happened, and was charged to setup: far longer than a timed run
+    assert row["setup_s"] * 1000 > 100 * row["latency_ms_median"]
     assert row["first_iter_ms"] < 1000 * row["setup_s"] / 2
 
 

@@ -9,7 +9,8 @@ import torch.nn as nn
 import torchvision
 from conftest import FAST, cli
 
-from infersweep.artefacts.inputs import sample_photos
+from infersweep.artefacts.inputs import BatchSource, sample_photos
+from infersweep.artefacts.models import ModelSource
 from infersweep.probes.flops import gflops_per_image
 
 pytestmark = pytest.mark.slow
@@ -84,12 +85,20 @@ def test_corrupt_file_skipped_and_counted(probe_sweep):
     assert all("1 unreadable image(s) skipped" in r["warnings"] for r in folder_rows)
 
 
-def test_top1_accuracy_for_a_labelled_folder(probe_sweep):
+def test_top1_accuracy_for_a_labelled_folder(probe_sweep, labelled):
+    # Worked out here: the checkpoint's argmax on the folder's batch against its labels.
+    batches = BatchSource(str(labelled / "data"))
+    model = ModelSource("resnet18", str(labelled / "two_classes.pth")).model()
+    expected = {}
+    for batch in (1, 4):
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(batches.batch(batch, 64))).numpy()
+        expected[batch] = float((logits.argmax(1) == batches.labels(batch)).mean())
     for r in probe_sweep:
         if r["data"] == "samples":
             assert r["top1_accuracy"] is None  # no labels
-        else:
-            assert 0.0 <= r["top1_accuracy"] <= 1.0
+        elif r["backend"] in ("torch", "onnxruntime"):
+            assert r["top1_accuracy"] == expected[r["batch_size"]], (r, expected)
 
 
 def test_cpu_memory_grows_with_batch_and_baseline_does_not(tmp_path):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+# pragma: no mutate start (make mutate: where the cache lives)
 def cache_root() -> Path:
     if os.environ.get("INFERSWEEP_CACHE"):
         return Path(os.environ["INFERSWEEP_CACHE"])
@@ -23,6 +24,7 @@ def cache_root() -> Path:
     return Path(base) / "infersweep"
 
 
+# pragma: no mutate end
 def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -54,6 +56,7 @@ class ArtifactCache:
         return entry, False
 
 
+# pragma: no mutate start (make mutate: listing and clearing, not keys)
 def entries(root: Path | None = None) -> list[dict]:
     """Every finished entry: kind, key, size on disk, last modified."""
     root = Path(root) if root else cache_root()
@@ -121,3 +124,4 @@ def clear(kind: str | None = None, root: Path | None = None) -> int:
         freed += _size(target)
         _remove(target)
     return freed
+# pragma: no mutate end

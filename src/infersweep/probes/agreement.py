@@ -47,6 +47,7 @@ def measure_agreement(output: np.ndarray, reference: np.ndarray) -> Agreement:
                      top1_agreement=float(np.mean(out.argmax(1) == ref.argmax(1))))
 
 
+# pragma: no mutate start (make mutate: runs the fp32 model)
 def reference_logits(source, host_batch: np.ndarray, key: dict, cache) -> np.ndarray:
     """fp32 eager CPU logits for this batch, computed once and cached as .npy."""
     import torch
@@ -60,6 +61,7 @@ def reference_logits(source, host_batch: np.ndarray, key: dict, cache) -> np.nda
     return np.load(entry / "logits.npy")
 
 
+# pragma: no mutate end
 MAX_ABS_ERR = Column("max_abs_err", "max abs err", ".3g", in_table=False)
 COSINE = Column("cosine", "cosine vs fp32", ".5f")
 TOP1_AGREEMENT = Column("top1_agreement", "top-1 agreement", ".3f")

@@ -85,6 +85,7 @@ def cached_measurements() -> dict:
         return {}
 
 
+# pragma: no mutate start (make mutate: a subprocess)
 def measure_in_subprocess(device: str, precision: str, timeout: float = 180) -> float | None:
     """Measure in a fresh process: the parent never runs compute (and a crash costs nothing)."""
     proc = subprocess.run([sys.executable, "-m", "infersweep.probes.peaks", device, precision],
@@ -94,6 +95,7 @@ def measure_in_subprocess(device: str, precision: str, timeout: float = 180) -> 
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+# pragma: no mutate end
 def peak_for(device: str, precision: str, env: dict, measure: bool = True,
              remeasure: bool = False) -> dict | None:
     """{"tflops", "source"} for this device and precision, or None where nothing is known."""
@@ -126,6 +128,7 @@ def peak_for(device: str, precision: str, env: dict, measure: bool = True,
     return found
 
 
+# pragma: no mutate start (make mutate: the subprocess's entry point)
 def main() -> None:
     parser = argparse.ArgumentParser(description="measure one matrix-product peak")
     parser.add_argument("device", choices=("cpu", "cuda"))
@@ -134,5 +137,6 @@ def main() -> None:
     print(measure_matmul_tflops(args.device, args.precision))
 
 
+# pragma: no mutate end
 if __name__ == "__main__":
     main()

@@ -265,6 +265,7 @@ def parse_fraction(text: str) -> float:
     return value
 
 
+# pragma: no mutate start (make mutate: report text, not the verdicts)
 def to_markdown(result: Comparison) -> str:
     ignored = ", ".join(result.ignored)
     a_desc, b_desc = result.a_name, result.b_name
@@ -335,6 +336,7 @@ def to_json(result: Comparison) -> str:
     }, indent=1)
 
 
+# pragma: no mutate end
 def _pairs(pairs) -> Iterable[Pair]:
     """The pairs of a Comparison, or a list of pairs as it is."""
     return pairs.pairs if isinstance(pairs, Comparison) else pairs
@@ -361,6 +363,7 @@ def _sort_key(key: tuple) -> tuple:
     return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for _, v in key)
 
 
+# pragma: no mutate start (make mutate: table labels and cells)
 def _label(case: Case, names: list[str]) -> str:
     parts = []
     for name in _KEY_FIELDS:
@@ -386,3 +389,4 @@ def _ms(value) -> str:
     if value is None:
         return ""
     return f"{value:.3f} ms" if value < 100 else f"{value:.1f} ms"
+# pragma: no mutate end

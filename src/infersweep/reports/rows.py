@@ -40,14 +40,25 @@ def above_peak_note(rows: list[dict]) -> str | None:
 def rows_with_speedup(results: list[Result], baseline: str) -> list[dict]:
     """Rows with speedup = baseline median / case median, matched on everything but the backend.
 
-    A row without an ok baseline row at the same device, precision, size and batch gets no
-    speedup: never one relative to an arbitrary other row.
+    A row without an ok baseline row at the same device, precision, size, batch, data and scope
+    gets no speedup: never one relative to an arbitrary other row. Where the baseline ran with
+    several option sets (torch with and without channels_last), each baseline row is its own
+    reference and other backends get none.
     """
     rows = [r.row() for r in results]
-    base = {tuple(r[k] for k in SPEEDUP_KEY): r["latency_ms_median"] for r in rows
-            if r["backend"] == baseline and r["status"] == "ok"}
+    base: dict[tuple, dict[str, float]] = {}  # key -> the baseline's options -> its median
+    for r in rows:
+        if r["backend"] == baseline and r["status"] == "ok":
+            base.setdefault(tuple(r[k] for k in SPEEDUP_KEY), {})[r["options"]] = \
+                r["latency_ms_median"]
     for row in rows:
-        reference = base.get(tuple(row[k] for k in SPEEDUP_KEY))
+        by_options = base.get(tuple(row[k] for k in SPEEDUP_KEY), {})
+        # A baseline row is its own reference; another backend's options are its own, so it is
+        # matched only where the baseline ran with one option set (else: which one is undefined).
+        if row["backend"] == baseline:
+            reference = by_options.get(row["options"])
+        else:
+            reference = next(iter(by_options.values())) if len(by_options) == 1 else None
         if row["status"] == "ok" and reference:
             row["speedup"] = reference / row["latency_ms_median"]
             row["baseline"] = baseline
@@ -56,6 +67,7 @@ def rows_with_speedup(results: list[Result], baseline: str) -> list[dict]:
     return rows
 
 
+# pragma: no mutate start (make mutate: filtering and counting rows)
 def _matching(rows: list[dict], only) -> list[dict]:
     # After the speedups: filtering first would drop the baseline rows.
     return rows if only is None else [r for r in rows if only.matches(r)]
@@ -90,3 +102,4 @@ def status_counts(rows: list[dict]) -> dict[str, int]:
 def status_line(rows: list[dict]) -> str:
     """'3 ok, 1 timeout': how the reports and the CLI say what happened."""
     return ", ".join(f"{n} {status}" for status, n in status_counts(rows).items())
+# pragma: no mutate end
