@@ -3,9 +3,10 @@
 import csv
 import sqlite3
 import subprocess
+import time
 
 import pytest
-from conftest import FAST, cli, cli_popen, workers_of
+from conftest import FAST, cli, cli_popen, stored, workers_of
 from fault_backend import FAULT_BATCH, ORPHAN_SLEEP
 
 EXPECTED = {
@@ -95,12 +96,19 @@ def test_store_is_sound(fault_sweep):
 def test_retry_failed_reruns_only_failures(fault_sweep, tmp_path):
     out, _, _ = fault_sweep
     before = {r["case_id"]: r for r in _rows(out)}
+    finished_before = stored(out, "finished_at")
+    time.sleep(1.1)  # finished_at has one-second resolution: a re-run must show a new stamp
     proc = cli("run", "--backends", "fault-ok,fault-raise", "--batches", f"1,{FAULT_BATCH},3",
                "--sizes", "8", "--timeout", "3", "--out", out, "--retry-failed", *FAST)
     assert proc.returncode == 0, proc.stderr
     assert "1 to run" in proc.stdout  # only fault-raise at the faulty batch
     after = {r["case_id"]: r for r in _rows(out)}
     assert set(after) == set(before)
+    finished_after = stored(out, "finished_at")
+    rerun = {cid for cid in finished_after if finished_after[cid] != finished_before[cid]}
+    failed = {cid for cid, r in before.items()
+              if r["backend"] == "fault-raise" and r["batch_size"] == str(FAULT_BATCH)}
+    assert len(failed) == 1 and rerun == failed  # the failed case ran again, and only it
 
 
 def test_unavailable_and_unsupported_are_rows_not_crashes(tmp_path):
