@@ -102,13 +102,31 @@ def labelled_folder(root, counts: dict[str, int]):
     return BatchSource(str(root))
 
 
+class AlwaysSession:
+    """A model that answers the same class for every image, through the Session interface."""
+
+    def __init__(self, output: np.ndarray):
+        self.answer = int(output[0].argmax()) if len(output) else 0
+        self.classes = output.shape[-1]
+
+    def place(self, batch):
+        return batch
+
+    def run(self, placed):
+        return always(self.answer, len(placed), self.classes)
+
+    def fetch(self, output):
+        return output
+
+
 def accuracy(batches, output):
     from infersweep.backends.base import Backend
     from infersweep.case import Case
 
     case = Case("m", "w", "torch", "cpu", "fp32", 8, len(output), "folder")
     ctx = ProbeContext(backend=Backend("torch", ("cpu",), {}), source=None, cache=None,
-                       settings=None, seed=0, case=case, batches=batches, output=output)
+                       settings=None, seed=0, case=case, batches=batches, output=output,
+                       session=AlwaysSession(output))
     return Accuracy().after(ctx)
 
 
@@ -123,18 +141,21 @@ def always(cls: int, n: int, classes: int = 2) -> np.ndarray:
     ({"cat": 1, "dog": 3}, 0, 0.25),  # the labels permuted: fewer images of class 0
     ({"cat": 1, "dog": 3}, 1, 0.75),
 ])
+@pytest.mark.parametrize("batch", [1, 3, 4])
 def test_top1_accuracy_of_a_model_that_always_answers_one_class(tmp_path, counts, answer,
-                                                                  expected):
+                                                                  expected, batch):
     batches = labelled_folder(tmp_path / "data", counts)
     assert batches.images.classes == ["cat", "dog"]
-    n = sum(counts.values())
-    assert accuracy(batches, always(answer, n)).fields == {"top1_accuracy": expected}
+    assert accuracy(batches, always(answer, batch)).fields == {"top1_accuracy": expected,
+                                                               "accuracy_images": 4}
 
 
-def test_top1_accuracy_of_a_batch_larger_than_the_folder_repeats_the_images(tmp_path):
+def test_a_batch_larger_than_the_folder_counts_each_image_once(tmp_path):
     batches = labelled_folder(tmp_path / "data", {"cat": 1, "dog": 3})
-    assert list(batches.labels(6)) == [0, 1, 1, 1, 0, 1]
-    assert accuracy(batches, always(0, 6)).fields == {"top1_accuracy": pytest.approx(2 / 6)}
+    assert list(batches.labels(6)) == [0, 1, 1, 1, 0, 1]  # the timed batch repeats images...
+    # ... but accuracy is over the folder: 1 of 4 images is a cat, not 2 of 6
+    assert accuracy(batches, always(0, 6)).fields == {"top1_accuracy": 0.25,
+                                                      "accuracy_images": 4}
 
 
 def test_no_accuracy_without_labels_or_with_another_class_count(tmp_path):
