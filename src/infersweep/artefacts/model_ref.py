@@ -165,7 +165,8 @@ def factory_digest(ref: ModelRef) -> str:
 @dataclass(frozen=True)
 class OnnxInput:
     name: str
-    channels: int | None  # None: a named (dynamic) dimension
+    batch: int | None  # None: a named (dynamic) dimension
+    channels: int | None
     height: int | None
     width: int | None
     digest: str  # content hash of the file: a changed file is a new case
@@ -200,7 +201,7 @@ def onnx_input(path: str) -> OnnxInput:
     if len(dims) != 4:
         raise ModelError(f"--model {path!r}: its input {inputs[0].name!r} has {len(dims)} "
                          "dimensions; an image model takes N x 3 x H x W")
-    found = OnnxInput(inputs[0].name, dims[1], dims[2], dims[3],
+    found = OnnxInput(inputs[0].name, dims[0], dims[1], dims[2], dims[3],
                       hashlib.sha256(data).hexdigest()[:16])
     if found.channels not in (None, 3):
         raise ModelError(f"--model {path!r}: its input takes {found.channels} channels; "

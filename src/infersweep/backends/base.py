@@ -107,10 +107,16 @@ class Backend:
     def supports_model(self, case: Case) -> str | None:
         """None, or why this backend cannot run the case's model (an ONNX file on a torch
         backend). ``runs_onnx_files``: the backend runs an ONNX file as is."""
-        if self.needs_model and not self.runs_onnx_files and \
-                case.model.lower().endswith(".onnx"):
+        if not self.needs_model or not case.model.lower().endswith(".onnx"):
+            return None
+        if not self.runs_onnx_files:
             return (f"{self.name} runs torch models; {case.model} is an ONNX file (the ONNX "
                     "backends run it: onnxruntime, openvino, onnxruntime-trt)")
+        from infersweep.artefacts.model_ref import onnx_input
+
+        batch = onnx_input(case.model).batch
+        if batch is not None and batch != case.batch_size:
+            return f"{case.model} is an ONNX file with a fixed batch of {batch}"
         return None
 
     def canonical_options(self, given: dict[str, str], device: str) -> str:

@@ -106,6 +106,9 @@ class OrtCudaSession(Session):
 class OnnxRuntime(Backend):
     def supports_model(self, case: Case) -> str | None:
         """A user's ONNX file runs as is: fp16 only from a float16 file (INT8 is derived)."""
+        reason = super().supports_model(case)
+        if reason:
+            return reason
         if case.model.lower().endswith(".onnx") and case.precision in ("fp32", "fp16"):
             try:
                 user_onnx(case.model, case.precision)
