@@ -20,9 +20,12 @@ EXPORT_DTYPES = {"fp32": "float32", "fp16": "float16"}
 
 def onnx_export(source, image_size: int, opset: int, cache: ArtifactCache,
                 precision: str = "fp32") -> tuple[Path, bool]:
-    """Path of an ONNX file with a dynamic batch dimension, and whether it came from cache."""
+    """Path of an ONNX file with a dynamic batch dimension, and whether it came from cache.
+    A --model that is an ONNX file is that file, run as is (never re-exported)."""
     import torch
 
+    if getattr(source, "onnx_file", None):
+        return user_onnx(source.onnx_file, precision), True
     if precision not in EXPORT_DTYPES:
         raise ValueError(f"no ONNX export for precision {precision}")
     key = {"model": source.name, "weights": source.weights_key, "image_size": image_size,
@@ -49,6 +52,27 @@ def onnx_export(source, image_size: int, opset: int, cache: ArtifactCache,
 
     entry, cached = cache.get_or_build("onnx", key, build)
     return entry / "model.onnx", cached
+
+
+def user_onnx(path: str, precision: str) -> Path:
+    """The user's ONNX file for a precision it holds: fp32 from a float32 file, fp16 only from a
+    float16 one (the file is run as is; no converter rewrites it behind the row's label)."""
+    held = onnx_precision_report(Path(path))["input_dtype"]
+    wanted = EXPORT_DTYPES.get(precision)
+    if held != wanted:
+        raise ValueError(f"{Path(path).name} holds a {held} graph, not {wanted or precision}")
+    return Path(path)
+
+
+def onnx_input_names(path: Path) -> tuple[str, str]:
+    """The graph's first input and output names: an exported file uses ONNX_INPUT/ONNX_OUTPUT,
+    a user's file whatever it was saved with."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    return inputs[0], graph.output[0].name
 
 
 def onnx_precision_report(path: Path) -> dict:

@@ -56,7 +56,7 @@ def sample_photos() -> list[Path]:
     return found
 
 
-def preprocess(path: Path, size: int) -> np.ndarray:
+def preprocess(path: Path, size: int, normalisation=None) -> np.ndarray:
     """Resize the shorter side to size*256/224, centre-crop to size, normalise: torchvision's recipe."""
     from PIL import Image
 
@@ -71,7 +71,10 @@ def preprocess(path: Path, size: int) -> np.ndarray:
         left, top = (w - size) // 2, (h - size) // 2
         img = img.crop((left, top, left + size, top + size))
         arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    return (arr - IMAGENET_MEAN) / IMAGENET_STD
+    if normalisation is None:
+        return (arr - IMAGENET_MEAN) / IMAGENET_STD
+    mean, std = (np.array(v, dtype=np.float32).reshape(3, 1, 1) for v in normalisation)
+    return (arr - mean) / std
 
 
 @dataclass
@@ -120,9 +123,10 @@ def open_images(data: str, size: int = 32) -> ImageSet:
 class BatchSource:
     """Makes the host batches of one data source (float32 NCHW) and their labels."""
 
-    def __init__(self, data: str, seed: int = 0):
+    def __init__(self, data: str, seed: int = 0, normalisation=None):
         self.data = data
         self.seed = seed
+        self.normalisation = normalisation  # (mean, std) of the model's own config; None: ImageNet
         self.images = None if data == "synthetic" else open_images(data)
 
     def batch(self, batch_size: int, image_size: int) -> np.ndarray:
@@ -130,7 +134,8 @@ class BatchSource:
             rng = np.random.default_rng(self.seed)
             return rng.standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32)
         files = self.images.files
-        arrays = [preprocess(files[i % len(files)], image_size) for i in range(batch_size)]
+        arrays = [preprocess(files[i % len(files)], image_size, self.normalisation)
+                  for i in range(batch_size)]
         return np.ascontiguousarray(np.stack(arrays))
 
     def labelled_chunks(self, batch_size: int, image_size: int, limit: int):
@@ -143,7 +148,7 @@ class BatchSource:
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
             padded = chunk + [files[i % len(files)] for i in range(batch_size - len(chunk))]
-            batch = np.stack([preprocess(path, image_size) for path in padded])
+            batch = np.stack([preprocess(path, image_size, self.normalisation) for path in padded])
             yield np.ascontiguousarray(batch), np.array(labels[start:start + len(chunk)])
 
     def labels(self, batch_size: int) -> np.ndarray | None:

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from infersweep.artefacts.model_ref import (FACTORY, ONNX, TIMM, TORCHVISION, ModelError,
+                                            factory_digest, onnx_input, parse_model)
+
 
 class WeightsError(ValueError):
     """A checkpoint that cannot be used for the model; the message says exactly why."""
@@ -111,25 +114,84 @@ def _describe_mismatch(model, state: dict) -> str:
     return "; ".join(parts)
 
 
-def build_model(name: str, weights_path: str | None = None, seed: int = 0):
-    """An eval-mode fp32 CPU model: random-init with a fixed seed, or loaded from a checkpoint."""
-    import torch
+def _constructor(ref, image_size: int | None):
+    """A function num_classes -> fresh random-init model (num_classes None: the default)."""
     import torchvision
 
-    if name not in available_models():
-        raise WeightsError(f"unknown model {name!r}")
+    if ref.kind == TORCHVISION:
+        if ref.target not in available_models():
+            raise WeightsError(f"unknown model {ref.target!r}")
+        return lambda n=None: torchvision.models.get_model(
+            ref.target, weights=None, **({} if n is None else {"num_classes": n}))
+    if ref.kind == TIMM:
+        import timm
+
+        return lambda n=None: timm.create_model(
+            ref.target, pretrained=False, **({} if n is None else {"num_classes": n}))
+    if ref.kind == FACTORY:
+        return lambda n=None: call_factory(ref, image_size)
+    raise WeightsError(f"{ref.text} is an ONNX file, not a torch model")
+
+
+def call_factory(ref, image_size: int | None):
+    """Import the user's factory (worker side only) and call it, with the image size where it
+    takes an argument; ModelError when it raises or returns something that is not a module."""
+    import importlib
+    import importlib.util
+    import inspect
+    import sys
+
+    import torch.nn as nn
+
+    try:
+        if ref.target.endswith(".py"):
+            name = f"infersweep_factory_{hashlib.sha256(ref.target.encode()).hexdigest()[:8]}"
+            spec = importlib.util.spec_from_file_location(name, ref.target)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(ref.target)
+        function = getattr(module, ref.function, None)
+        if not callable(function):
+            raise ModelError(f"--model {ref.text!r}: {ref.function!r} is not a function")
+        params = [p for p in inspect.signature(function).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        model = function(image_size) if params and image_size is not None else function()
+    except ModelError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise ModelError(f"--model {ref.text!r}: the factory raised {type(exc).__name__}"
+                         f"{': ' + text if text else ''}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"--model {ref.text!r}: the factory returned a {type(model).__name__}, "
+                         "not a torch nn.Module")
+    return model
+
+
+def build_model(name: str, weights_path: str | None = None, seed: int = 0,
+                image_size: int | None = None):
+    """An eval-mode fp32 CPU model: random-init with a fixed seed, or loaded from a checkpoint.
+    ``name`` is any torch-side --model entry (torchvision, timm:NAME, a factory)."""
+    import torch
+
+    make = _constructor(parse_model(name), image_size)
     if weights_path is None:
         torch.manual_seed(seed)
-        return torchvision.models.get_model(name, weights=None).eval()
+        return make().eval()
 
     state = load_state_dict(weights_path)
-    probe = torchvision.models.get_model(name, weights=None)
+    torch.manual_seed(seed)
+    probe = make()
     state = _strip_wrapper_prefix(state, set(probe.state_dict()))
     classifier = _classifier_key(probe)
     num_classes = state[classifier].shape[0] if classifier in state else None
-    torch.manual_seed(seed)
-    model = (torchvision.models.get_model(name, weights=None, num_classes=int(num_classes))
-             if num_classes is not None else probe)
+    model = probe
+    if num_classes is not None and parse_model(name).kind != FACTORY and \
+            probe.state_dict()[classifier].shape[0] != num_classes:
+        torch.manual_seed(seed)
+        model = make(int(num_classes))
     mismatch = _describe_mismatch(model, state)
     if mismatch:
         raise WeightsError(f"{weights_path} does not fit {name}: {mismatch}")
@@ -149,21 +211,47 @@ def file_digest(path: str | Path) -> str:
 class ModelSource:
     """The model of one case group, built lazily once per worker (fault backends never build it)."""
 
-    def __init__(self, name: str, weights: str, seed: int = 0, opset: int | None = None):
+    def __init__(self, name: str, weights: str, seed: int = 0, opset: int | None = None,
+                 image_size: int | None = None):
         self.name = name
         self.opset = opset  # for backends that go through ONNX; None = export.DEFAULT_OPSET
-        self.weights_path = None if weights.startswith("random(") else weights
+        self.ref = parse_model(name)
+        self.weights_path = None if weights.startswith(("random(", "onnx(")) else weights
         self.seed = seed
+        self.image_size = image_size  # for factories that take it (a group has one size)
         self._model = None
 
     @property
+    def onnx_file(self) -> str | None:
+        """The user's ONNX file, run as is; None for torch-side models."""
+        return self.ref.target if self.ref.kind == ONNX else None
+
+    @property
     def weights_key(self) -> str:
-        return file_digest(self.weights_path) if self.weights_path else f"random-seed{self.seed}"
+        if self.onnx_file:
+            return f"onnx-{onnx_input(self.onnx_file).digest}"
+        key = file_digest(self.weights_path) if self.weights_path else f"random-seed{self.seed}"
+        if self.ref.kind == FACTORY:  # the factory's code is part of what the model is
+            key += f"-factory{factory_digest(self.ref)}-size{self.image_size}"
+        return key
 
     def model(self):
+        if self.onnx_file:
+            raise WeightsError(f"{self.name} is an ONNX file: no torch model to run")
         if self._model is None:
-            self._model = build_model(self.name, self.weights_path, self.seed)
+            self._model = build_model(self.name, self.weights_path, self.seed, self.image_size)
         return self._model
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) from a timm model's pretrained config; None: ImageNet's."""
+        if self.ref.kind != TIMM:
+            return None
+        import timm
+
+        cfg = timm.get_pretrained_cfg(self.ref.target)
+        if cfg is None or not getattr(cfg, "mean", None):
+            return None
+        return tuple(cfg.mean), tuple(cfg.std)
 
 
 @lru_cache(maxsize=256)
@@ -175,13 +263,20 @@ def input_size_problem(name: str, image_size: int) -> str | None:
     plan time instead of as a failed case after a long export.
     """
     import torch
-    import torchvision
 
+    ref = parse_model(name)
+    if ref.kind == ONNX:
+        fixed = onnx_input(ref.target).fixed_size
+        if fixed is not None and fixed != image_size:
+            return f"{ref.short} is an ONNX file with a fixed {fixed}x{fixed} px input"
+        return None
+    if ref.kind == FACTORY:  # user code is never run in the planning process
+        return None
     try:
         with torch.device("meta"), torch.no_grad():
-            model = torchvision.models.get_model(name, weights=None).eval()
+            model = _constructor(ref, image_size)().eval()
             model(torch.empty(1, 3, image_size, image_size))
     except Exception as exc:  # the models' own checks: AssertionError, RuntimeError, ...
         text = " ".join(str(exc).split())[:200] or type(exc).__name__
-        return f"{name} does not take {image_size} px inputs ({text})"
+        return f"{ref.short} does not take {image_size} px inputs ({text})"
     return None

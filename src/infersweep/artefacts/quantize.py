@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from infersweep.artefacts.cache import ArtifactCache
-from infersweep.artefacts.export import ONNX_INPUT, onnx_export
+from infersweep.artefacts.export import ONNX_INPUT, onnx_export, onnx_input_names
 
 CALIBRATION_BATCHES = 8
 CALIBRATION_BATCH_SIZE = 4
@@ -24,7 +24,7 @@ RECIPE = "qdq-perchannel-s8w-u8a-minmax"
 class _Batches:
     """ONNX Runtime's CalibrationDataReader protocol: get_next() until None."""
 
-    def __init__(self, data: str, seed: int, image_size: int):
+    def __init__(self, data: str, seed: int, image_size: int, input_name: str = ONNX_INPUT):
         from infersweep.artefacts.inputs import BatchSource
 
         self.feeds = []
@@ -32,7 +32,7 @@ class _Batches:
             # Different seeds for synthetic data; for images, different crops of the cycle.
             source = BatchSource(data, seed + i)
             batch = source.batch(CALIBRATION_BATCH_SIZE * (i + 1), image_size)
-            self.feeds.append({ONNX_INPUT: batch[-CALIBRATION_BATCH_SIZE:]})
+            self.feeds.append({input_name: batch[-CALIBRATION_BATCH_SIZE:]})
         self.index = 0
 
     def get_next(self):
@@ -50,13 +50,16 @@ def int8_export(source, image_size: int, opset: int, cache: ArtifactCache, data:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32_path, _ = onnx_export(source, image_size, opset, cache)
-    key = {"fp32_export": str(fp32_path.parent.name), "data": data, "seed": seed,
+    # A user's file is keyed by its content (its folder's name says nothing about it).
+    fp32_key = source.weights_key if getattr(source, "onnx_file", None) else fp32_path.parent.name
+    input_name = onnx_input_names(fp32_path)[0]
+    key = {"fp32_export": str(fp32_key), "data": data, "seed": seed,
            "recipe": RECIPE, "calibration": [CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE],
            "onnxruntime": ort.__version__}
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = _Batches(data, seed, image_size)
+            self.batches = _Batches(data, seed, image_size, input_name)
 
         def get_next(self):
             return self.batches.get_next()

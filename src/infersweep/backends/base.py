@@ -86,6 +86,7 @@ class Backend:
     # "torch": its GPU memory lives in PyTorch's caching allocator, whose reserved peak is a
     # stand-in for the GPU memory probe where NVML is unavailable. "": the allocator is not known.
     memory_allocator: str = ""
+    runs_onnx_files: bool = False  # an ONNX file --model runs as is (ONNX backends)
 
     def available(self, device: str) -> str | None:
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
@@ -101,6 +102,21 @@ class Backend:
         if case.precision not in allowed:
             return (f"{self.name} on {case.device} supports precisions "
                     f"{', '.join(allowed)}, not {case.precision}")
+        return None
+
+    def supports_model(self, case: Case) -> str | None:
+        """None, or why this backend cannot run the case's model (an ONNX file on a torch
+        backend). ``runs_onnx_files``: the backend runs an ONNX file as is."""
+        if not self.needs_model or not case.model.lower().endswith(".onnx"):
+            return None
+        if not self.runs_onnx_files:
+            return (f"{self.name} runs torch models; {case.model} is an ONNX file (the ONNX "
+                    "backends run it: onnxruntime, openvino, onnxruntime-trt)")
+        from infersweep.artefacts.model_ref import onnx_input
+
+        batch = onnx_input(case.model).batch
+        if batch is not None and batch != case.batch_size:
+            return f"{case.model} is an ONNX file with a fixed batch of {batch}"
         return None
 
     def canonical_options(self, given: dict[str, str], device: str) -> str:

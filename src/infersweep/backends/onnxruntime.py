@@ -12,8 +12,8 @@ import numpy as np
 
 from infersweep.backends.base import Backend, PrecisionError, Session, options_of
 from infersweep.case import Case
-from infersweep.artefacts.export import (DEFAULT_OPSET, ONNX_INPUT, ONNX_OUTPUT, onnx_export,
-                                         onnx_precision_report)
+from infersweep.artefacts.export import (DEFAULT_OPSET, onnx_export, onnx_precision_report,
+                                         user_onnx)
 from infersweep.artefacts.quantize import RECIPE as QUANT_RECIPE
 from infersweep.artefacts.quantize import int8_export, int8_weight_share
 
@@ -34,11 +34,12 @@ class OrtCpuSession(Session):
 
         self.session = ort.InferenceSession(str(path), _session_options(),
                                             providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name  # a user's file names its own
         self.info = {**info, "onnxruntime": ort.__version__,
                      "providers": self.session.get_providers()}
 
     def place(self, batch: np.ndarray):
-        return {ONNX_INPUT: np.ascontiguousarray(batch, dtype=np.float32)}
+        return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
 
     def launch(self, placed):
         return self.session.run(None, placed)[0]  # synchronous on the CPU provider
@@ -81,8 +82,8 @@ class OrtCudaSession(Session):
         y = self.ort.OrtValue.ortvalue_from_shape_and_type([batch.shape[0], classes], self.dtype,
                                                            "cuda", device_id)
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input(ONNX_INPUT, x)
-        binding.bind_ortvalue_output(ONNX_OUTPUT, y)
+        binding.bind_ortvalue_input(self.session.get_inputs()[0].name, x)
+        binding.bind_ortvalue_output(self.session.get_outputs()[0].name, y)
         return binding, x, y  # keep x and y alive as long as the binding
 
     def launch(self, placed):
@@ -103,6 +104,18 @@ class OrtCudaSession(Session):
 
 
 class OnnxRuntime(Backend):
+    def supports_model(self, case: Case) -> str | None:
+        """A user's ONNX file runs as is: fp16 only from a float16 file (INT8 is derived)."""
+        reason = super().supports_model(case)
+        if reason:
+            return reason
+        if case.model.lower().endswith(".onnx") and case.precision in ("fp32", "fp16"):
+            try:
+                user_onnx(case.model, case.precision)
+            except ValueError as exc:
+                return f"{exc}; {self.name} runs the file as is"
+        return None
+
     def available(self, device: str) -> str | None:
         missing = super().available(device)
         if missing or device != "cuda":
@@ -136,7 +149,7 @@ class OnnxRuntime(Backend):
 
 
 BACKENDS = [OnnxRuntime(
-    name="onnxruntime", devices=("cpu", "cuda"),
+    name="onnxruntime", devices=("cpu", "cuda"), runs_onnx_files=True,
     precisions={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
     packages=("onnxruntime", "onnx", "onnxscript"),
     install_hint="pip install onnxruntime onnx onnxscript (onnxruntime-gpu for CUDA)",

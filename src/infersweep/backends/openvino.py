@@ -96,7 +96,7 @@ class OpenVino(Backend):
 
 BACKENDS = [OpenVino(
     name="openvino", devices=("cpu",), precisions={"cpu": ("fp32", "fp16", "bf16")},
-    packages=("openvino",), install_hint="pip install 'infersweep[openvino]'",
+    packages=("openvino",), runs_onnx_files=True, install_hint="pip install 'infersweep[openvino]'",
     option_defaults={"performance_hint": "LATENCY"},
     option_choices={"performance_hint": ("LATENCY", "THROUGHPUT")},
 )]

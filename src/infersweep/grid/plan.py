@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 
-from infersweep.artefacts.models import available_models, input_size_problem
+from infersweep.artefacts.model_ref import ONNX, onnx_input, parse_model
+from infersweep.artefacts.models import input_size_problem
 from infersweep.backends import registry
 from infersweep.case import Case, weights_label
 from infersweep.grid.filters import Filter
@@ -26,12 +27,13 @@ class PlannedCase:
 def expand(spec: Spec) -> list[Case]:
     """The full grid, in a stable order: grouped so that a worker serves a whole group."""
     cases = []
-    for backend, device, size, data, scope, batch in product(
-            spec.backends, spec.devices, spec.sizes, spec.data, spec.scopes, spec.batches):
+    for model, backend, device, size, data, scope, batch in product(
+            spec.models, spec.backends, spec.devices, spec.sizes, spec.data, spec.scopes,
+            spec.batches):
         precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
         cases += [Case(
-            model=spec.model,
-            weights=weights_label(spec.weights, size, spec.seed),
+            model=model,
+            weights=_weights(model, spec, size),
             backend=backend, device=device, precision=precision,
             image_size=size, batch_size=batch, data=data, scope=scope,
             options=spec.case_options[backend, device],
@@ -39,17 +41,24 @@ def expand(spec: Spec) -> list[Case]:
     return cases
 
 
+def _weights(model: str, spec: Spec, size: int) -> str:
+    """An ONNX file carries its weights: its label is the file's content hash, so a changed
+    file is a new case (never "already done")."""
+    ref = parse_model(model)
+    if ref.kind == ONNX:
+        return f"onnx({onnx_input(ref.target).digest})"
+    return weights_label(spec.weights, size, spec.seed)
+
+
 @lru_cache(maxsize=None)
 def _input_size_problem(model: str, image_size: int) -> str | None:
     # One dry run per (model, size) for the whole plan, not one per case.
-    if model not in available_models():  # only torchvision models are built this way
-        return None
     return input_size_problem(model, image_size)
 
 
 def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
     backend = registry()[case.backend]
-    reason = backend.supports(case)
+    reason = backend.supports(case) or backend.supports_model(case)
     if reason:
         return UNSUPPORTED, reason
     # A model with a fixed input size (ViT: 224 px) fails every case at another size, after a

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from infersweep.artefacts.inputs import DataError, open_images
-from infersweep.artefacts.models import WeightsError, build_model
+from infersweep.artefacts.model_check import inspect_in_subprocess, inspect_model
+from infersweep.artefacts.model_ref import FACTORY, ONNX, TORCHVISION
 from infersweep.grid.spec import Spec, SpecError
 
 # Activations of a convolutional classifier at its widest layers hold several times the input;
@@ -33,15 +34,30 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def check_models(spec: Spec) -> tuple[int, int | None]:
+    """Build every torch-side model once (a user's factory in a subprocess: its code is never
+    imported here) with each checkpoint the sweep names; (largest parameter count, classes of
+    the checkpoint's model, None without --weights)."""
+    params, classes = 0, None
+    weights = [None] if not spec.weights else list(dict.fromkeys(
+        spec.weights.replace("{size}", str(s)) for s in spec.sizes))
+    for ref in spec.model_refs:
+        if ref.kind == ONNX or (ref.kind == TORCHVISION and not spec.weights):
+            continue  # the file was read by the spec; a torchvision name always takes RGB
+        inspect = inspect_in_subprocess if ref.kind == FACTORY else inspect_model
+        for path in weights:
+            found = inspect(ref.text, path, spec.seed, min(spec.sizes))
+            if "error" in found:
+                raise SpecError(f"bad --weights: {found['error']}" if found.get("weights")
+                                else found["error"])
+            params = max(params, found["params"])
+            classes = found["classes"] if path else classes
+    return params, classes
+
+
 def check_inputs(spec: Spec, force: bool = False) -> None:
     """Open everything the spec points to; any problem is a SpecError (exit 2)."""
-    model = None
-    if spec.weights:
-        for path in dict.fromkeys(spec.weights.replace("{size}", str(s)) for s in spec.sizes):
-            try:
-                model = build_model(spec.model, path, spec.seed)
-            except WeightsError as exc:
-                raise SpecError(f"bad --weights: {exc}") from None
+    params, classes = check_models(spec)
     for data in spec.data:
         if data == "synthetic":
             continue
@@ -49,30 +65,22 @@ def check_inputs(spec: Spec, force: bool = False) -> None:
             images = open_images(data)
         except DataError as exc:
             raise SpecError(f"bad --data: {exc}") from None
-        if model is not None and images.classes:
-            classes = _output_classes(model)
+        if classes is not None and images.classes:
             if classes != len(images.classes):
                 raise SpecError(
                     f"--weights has {classes} classes but --data {data} has "
                     f"{len(images.classes)} class folders ({', '.join(images.classes[:5])}"
                     f"{', ...' if len(images.classes) > 5 else ''}); wrong checkpoint or folder?")
     if not force:
-        _check_memory(spec, model)
+        _check_memory(spec, params)
 
 
-def _output_classes(model) -> int:
-    import torch.nn as nn
-
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features if linears else -1
-
-
-def _check_memory(spec: Spec, model) -> None:
+def _check_memory(spec: Spec, params: int) -> None:
     """Refuse a case that would swap the machine to death, before anything runs."""
     available = available_memory_bytes()
     if available is None:
         return
-    weights = sum(p.numel() * 4 for p in model.parameters()) if model is not None else 0
+    weights = params * 4
     batch, size = max(spec.batches), max(spec.sizes)
     need = estimate_case_bytes(batch, size, weights)
     if need > available:

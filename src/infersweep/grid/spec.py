@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from infersweep.artefacts.export import DEFAULT_OPSET
-from infersweep.artefacts.models import available_models
+from infersweep.artefacts.model_ref import ModelError, ModelRef, check_model, parse_model
 from infersweep.backends import registry
 from infersweep.backends.base import parse_value
 from infersweep.case import format_options
@@ -42,7 +42,7 @@ MIN_OPSET = 18
 
 # TOML keys and what they hold; flags use the same names.
 KEYS = {
-    "model": "torchvision model name",
+    "model": "model(s): torchvision name, timm:NAME, PATH.py:FUNCTION, module:FUNCTION, PATH.onnx",
     "weights": "path to a state_dict (may contain {size})",
     "backends": "list of backends",
     "devices": "list of devices",
@@ -79,7 +79,7 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class Spec:
-    model: str = "resnet18"
+    models: tuple[str, ...] = ("resnet18",)  # an axis of the grid; see artefacts/model_ref.py
     weights: str | None = None
     backends: tuple[str, ...] = ("torch", "onnxruntime")
     devices: tuple[str, ...] = ("cpu",)
@@ -112,7 +112,8 @@ class Spec:
         directories of earlier sweeps keep their names and resume."""
         order = {"backends": list(registry()), "devices": KNOWN_DEVICES,
                  "precisions": KNOWN_PRECISIONS, "gpu_extra_precisions": KNOWN_PRECISIONS}
-        identity = {"model": self.model, "weights": self.weights, "seed": self.seed,
+        model = self.models[0] if len(self.models) == 1 else list(self.models)
+        identity = {"model": model, "weights": self.weights, "seed": self.seed,
                     "sizes": sorted(self.sizes), "batches": sorted(self.batches),
                     "data": sorted(self.data)}
         for key, known in order.items():
@@ -127,7 +128,18 @@ class Spec:
 
     def default_out(self) -> Path:
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
-        return Path("runs") / f"{self.model}-{digest[:8]}"
+        name = parse_model(self.models[0]).short.replace(":", "-").replace(os.sep, "-")
+        more = f"+{len(self.models) - 1}" if len(self.models) > 1 else ""
+        return Path("runs") / f"{name}{more}-{digest[:8]}"
+
+    @property
+    def model(self) -> str:
+        """The models as one comma list (the --model value)."""
+        return ",".join(self.models)
+
+    @cached_property
+    def model_refs(self) -> tuple[ModelRef, ...]:
+        return tuple(parse_model(m) for m in self.models)
 
     @cached_property
     def case_options(self) -> dict[tuple[str, str], str]:
@@ -174,11 +186,37 @@ def load_toml(path: Path) -> dict:
     for key in ("weights", "out"):
         if isinstance(raw.get(key), str) and not os.path.isabs(raw[key]):
             raw[key] = str(base / raw[key])
+    if isinstance(raw.get("model"), list | str):
+        items = raw["model"] if isinstance(raw["model"], list) else raw["model"].split(",")
+        raw["model"] = [_model_text(m, base) for m in items]
     if isinstance(raw.get("data"), list | str):
         items = raw["data"] if isinstance(raw["data"], list) else raw["data"].split(",")
         raw["data"] = [d if not isinstance(d, str) or d.strip() == "synthetic"
                        or os.path.isabs(d.strip()) else str(base / d.strip()) for d in items]
     return raw
+
+
+def _model_text(item, base: Path):
+    """A sweep file's model entry with its file path made relative to the file."""
+    if not isinstance(item, str) or not item.strip():
+        return item
+    try:
+        return parse_model(item, base).text
+    except ModelError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _models(value) -> tuple[str, ...]:
+    """The --model entries, each checked without running user code (model_ref.check_model)."""
+    entries = []
+    for item in _items("model", value):
+        try:
+            ref = parse_model(str(item))
+            check_model(ref)
+        except ModelError as exc:
+            raise SpecError(str(exc)) from None
+        entries.append(ref.text)
+    return tuple(dict.fromkeys(entries))
 
 
 def _items(key: str, value) -> list:
@@ -245,13 +283,7 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
     values: dict = {}
     backends = tuple(registry())
     if "model" in raw:
-        model = str(raw["model"]).strip()
-        if model not in available_models():
-            close = [m for m in available_models() if model.lower()[:4] in m][:8]
-            raise SpecError(f"unknown model {model!r}; any torchvision classification model is "
-                            f"allowed{', e.g. ' + ', '.join(close) if close else ''} "
-                            "(see `infersweep plan --list-models`)")
-        values["model"] = model
+        values["models"] = _models(raw["model"])
     if raw.get("weights") not in (None, ""):
         values["weights"] = str(raw["weights"])
     if "backends" in raw:

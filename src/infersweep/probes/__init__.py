@@ -17,6 +17,7 @@ BUILTIN = (
     "infersweep.probes.cpu_memory",
     "infersweep.probes.gpu_memory",
     "infersweep.probes.flops",
+    "infersweep.probes.model_size",
     "infersweep.probes.agreement",
     "infersweep.probes.accuracy",
 )

@@ -131,13 +131,20 @@ class Fastest:
     baseline: str | None
 
 
+def _runtime(r: dict, several_models: bool) -> str:
+    """The row's runtime, named with its model when a sweep has several: findings are per model."""
+    runtime = Series.of(r).runtime
+    return f"{r['model']}: {runtime}" if several_models else runtime
+
+
 def fastest_configs(rows: list[dict]) -> list[Fastest]:
     best: dict[tuple, dict] = {}
+    several = len({r["model"] for r in rows}) > 1
     for r in measured(rows):
-        key = (r["device"], r["precision"], r["image_size"], r["data"])
+        key = (r["device"], r["precision"], r["image_size"], r["data"], r["model"])
         if key not in best or r["throughput_ips"] > best[key]["throughput_ips"]:
             best[key] = r
-    return [Fastest(*key, Series.of(r).runtime, r["batch_size"], r["throughput_ips"],
+    return [Fastest(*key[:4], _runtime(r, several), r["batch_size"], r["throughput_ips"],
                     r["latency_ms_median"], r["speedup"], r["baseline"])
             for key, r in sorted(best.items())]
 
@@ -196,10 +203,10 @@ def speedup_findings(rows: list[dict], baseline: str, env: dict,
     come from instead of claiming the baseline never ran.
     """
     groups: dict[tuple, list[dict]] = {}
+    several = len({r["model"] for r in rows}) > 1
     for r in measured(rows):
         if r["backend"] != baseline:
-            s = Series.of(r)
-            groups.setdefault((s.runtime, r["device"], r["precision"]), []).append(r)
+            groups.setdefault((_runtime(r, several), r["device"], r["precision"]), []).append(r)
     found, missing = [], []
     shown = any(r["backend"] == baseline for r in measured(rows))
     if baseline_ok is None:

@@ -54,7 +54,8 @@ class GroupRunner:
         first = request.cases[0]
         self.ctx = ProbeContext(
             backend=get_backend(first.backend),
-            source=ModelSource(first.model, first.weights, request.seed, request.opset),
+            source=ModelSource(first.model, first.weights, request.seed, request.opset,
+                               first.image_size),
             cache=ArtifactCache(request.cache_dir), settings=request.settings,
             seed=request.seed, case=first)
         self.session = None
@@ -79,7 +80,8 @@ class GroupRunner:
             if self.batches is None:
                 from infersweep.artefacts.inputs import BatchSource
 
-                self.batches = BatchSource(case.data, self.ctx.seed)
+                self.batches = BatchSource(case.data, self.ctx.seed,
+                                           self.ctx.source.normalisation())
             host_batch = self.batches.batch(case.batch_size, case.image_size)
             placed = self.session.place(host_batch)
             start = time.perf_counter()

@@ -61,7 +61,8 @@ from infersweep.backends.tensorrt.common import (
     workspace_of,
 )
 from infersweep.case import Case
-from infersweep.artefacts.export import ONNX_INPUT, onnx_export, onnx_precision_report
+from infersweep.artefacts.export import (ONNX_INPUT, onnx_export, onnx_input_names,
+                                         onnx_precision_report)
 
 TRT_PROVIDER = "TensorrtExecutionProvider"
 INSTALL_HINT = "pip install onnxruntime-gpu tensorrt"
@@ -198,6 +199,7 @@ def profile_shape_options(profile: BatchProfile, image_size: int,
 
 def tensorrt_provider_options(*, profile: BatchProfile, image_size: int, engine_dir: Path,
                               timing_dir: Path, fp16_enable: bool | None, workspace_size: int,
+                              input_name: str = ONNX_INPUT,
                               device_id: int = 0) -> dict:
     options = {
         "device_id": device_id,
@@ -205,7 +207,7 @@ def tensorrt_provider_options(*, profile: BatchProfile, image_size: int, engine_
         "trt_engine_cache_path": str(engine_dir),
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": str(timing_dir),
-        **profile_shape_options(profile, image_size),
+        **profile_shape_options(profile, image_size, input_name),
     }
     if fp16_enable is not None:
         options["trt_fp16_enable"] = fp16_enable
@@ -331,7 +333,8 @@ class OnnxRuntimeTensorRT(TensorRTBackend):
         def open_session(engine_dir: Path) -> OrtTensorrtSession:
             trt_options = tensorrt_provider_options(
                 profile=profile, image_size=case.image_size, engine_dir=engine_dir,
-                timing_dir=timing, fp16_enable=fp16_enable, workspace_size=workspace)
+                timing_dir=timing, fp16_enable=fp16_enable, workspace_size=workspace,
+                input_name=onnx_input_names(path)[0])
             return OrtTensorrtSession(path, info, graph_precision, trt_options,
                                       cuda_provider_options(), fp16_enable)
 
@@ -355,7 +358,7 @@ class OnnxRuntimeTensorRT(TensorRTBackend):
 
 
 BACKENDS = [OnnxRuntimeTensorRT(
-    name="onnxruntime-trt", devices=("cuda",), precisions=TRT_PRECISIONS,
+    name="onnxruntime-trt", devices=("cuda",), precisions=TRT_PRECISIONS, runs_onnx_files=True,
     packages=("onnxruntime", "onnx", "onnxscript"),
     install_hint=INSTALL_HINT + " onnx onnxscript",
     option_defaults=dict(PROFILE_DEFAULTS),
