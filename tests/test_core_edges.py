@@ -155,11 +155,24 @@ def test_agreement_of_small_logits_is_not_scaled():
 
 
 def test_accuracy_reads_each_image_s_argmax(tmp_path):
-    from test_agreement_accuracy import accuracy, labelled_folder
+    from test_agreement_accuracy import labelled_folder
+
+    from infersweep.backends.base import Backend
+    from infersweep.case import Case
+    from infersweep.probes import ProbeContext
+    from infersweep.probes.accuracy import Accuracy
+
+    class Fixed:  # answers these logits for the folder's one batch of 4
+        place = fetch = staticmethod(lambda x: x)
+        run = staticmethod(lambda placed: output)
 
     batches = labelled_folder(tmp_path / "data", {"cat": 2, "dog": 2})  # labels 0, 0, 1, 1
     output = np.array([[0.0, 9.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # answers 1, 0, 1, 1
-    assert accuracy(batches, output).fields == {"top1_accuracy": 0.75}
+    ctx = ProbeContext(backend=Backend("torch", ("cpu",), {}), source=None, cache=None,
+                       settings=None, seed=0, case=Case("m", "w", "torch", "cpu", "fp32", 8, 4,
+                                                        "folder"),
+                       batches=batches, output=output, session=Fixed())
+    assert Accuracy().after(ctx).fields == {"top1_accuracy": 0.75, "accuracy_images": 4}
 
 
 # --- speedup rows -----------------------------------------------------------------------------
