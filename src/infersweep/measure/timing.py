@@ -111,17 +111,19 @@ def trend(samples: list[float], target: float) -> tuple[float, float] | None:
     return (m1, m2) if separated and abs(m2 - m1) > target * min(m1, m2) else None
 
 
-def measure(run: Callable[[], object], settings: MeasureSettings,
-            after_warmup: Callable[[], object] | None = None,
-            clock: Clock = time.perf_counter_ns) -> Timing:
-    first_iter_ms = _timed(run, clock)[0]  # cold: lazy init, kernel selection, allocator growth
-    warmup_start = clock()
-    warmup_iterations, warnings = warm_up(run, settings, clock)
-    warmup_ms = (clock() - warmup_start) / 1e6
-    if after_warmup is not None:
-        after_warmup()
+@dataclass
+class TimedPhase:
+    samples_ms: list[float]
+    warnings: list[str]
+    last_output: object
+    discarded_iterations: int
 
+
+def timed_phase(run: Callable[[], object], settings: MeasureSettings,
+                clock: Clock = time.perf_counter_ns) -> TimedPhase:
+    """Time runs until the median's CI reaches the target with no trend left, or the cap."""
     samples: list[float] = []
+    warnings: list[str] = []
     discarded = 0
     next_check = settings.min_iterations
     gc.collect()
@@ -150,8 +152,35 @@ def measure(run: Callable[[], object], settings: MeasureSettings,
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(first_iter_ms, warmup_iterations, warmup_ms, samples, warnings, last_output,
-                  discarded)
+    return TimedPhase(samples, warnings, last_output, discarded)
+
+
+def measure(run: Callable[[], object], settings: MeasureSettings,
+            after_warmup: Callable[[], object] | None = None,
+            clock: Clock = time.perf_counter_ns) -> Timing:
+    first_iter_ms = _timed(run, clock)[0]  # cold: lazy init, kernel selection, allocator growth
+    warmup_start = clock()
+    warmup_iterations, warnings = warm_up(run, settings, clock)
+    warmup_ms = (clock() - warmup_start) / 1e6
+    if after_warmup is not None:
+        after_warmup()
+    phase = timed_phase(run, settings, clock)
+    return Timing(first_iter_ms, warmup_iterations, warmup_ms, phase.samples_ms,
+                  warnings + phase.warnings, phase.last_output, phase.discarded_iterations)
+
+
+def time_again(run: Callable[[], object], settings: MeasureSettings, timing: Timing,
+               after_warmup: Callable[[], object] | None = None,
+               clock: Clock = time.perf_counter_ns) -> Timing:
+    """The timed phase once more (the case is warm): a Timing with the new samples and the
+    first timing's cold run and warmup."""
+    if after_warmup is not None:
+        after_warmup()
+    phase = timed_phase(run, settings, clock)
+    kept = [w for w in timing.warnings if w.startswith("warmup")]
+    return Timing(timing.first_iter_ms, timing.warmup_iterations, timing.warmup_ms,
+                  phase.samples_ms, kept + phase.warnings, phase.last_output,
+                  phase.discarded_iterations)
 
 
 def _cap_warnings(samples: list[float], settings: MeasureSettings) -> list[str]:
