@@ -30,11 +30,11 @@ NOISE = Column("noise", "noise")
 
 # Calibrated on the 2-core VM (README): quiet phases showed waits below 5% of our CPU time and
 # others below 0.2 cores; two busy loops beside the worker gave waits of 50-100% and 1-1.5 cores.
-STARVED_WAIT = 0.25  # our threads waited for a CPU at least a quarter as long as they ran
+STARVED_WAIT = 0.25  # our runnable threads waited for a CPU 0.25 s per second timed, or more
 CONTENDED_CORES = 0.5  # others used at least half a core...
 CONTENDED_SHARE = 0.25  # ...and at least a quarter of the machine's cores
 STEAL_SHARE = 0.1  # the hypervisor gave a tenth of the machine's cores to other guests
-MIN_WINDOW_S = 0.02  # shorter phases say nothing (/proc/stat counts in 10 ms ticks)
+MIN_WINDOW_S = 0.1  # shorter phases say nothing: /proc/stat counts in 10 ms ticks
 # NVML throttle reasons that slow a GPU down for reasons other than the work itself. A software
 # power cap is not among them: a GPU at full load runs at its power cap, that is its steady state.
 THROTTLE_CAUSES = {0x8: "hw slowdown", 0x20: "sw thermal", 0x40: "hw thermal",
@@ -94,7 +94,7 @@ class CpuWindow:
     """What happened on the CPUs between two snapshots."""
     wall_s: float
     own_cores: float  # our CPU time / wall time
-    wait_share: float  # our threads' wait for a CPU / their CPU time
+    wait_cores: float  # our threads' time runnable but waiting for a CPU / wall time
     others_cores: float
     steal_cores: float
     cpus: int
@@ -107,16 +107,15 @@ class CpuWindow:
         # A thread that ended takes its wait with it; never below zero.
         wait = max(b.own_wait_ns - a.own_wait_ns, 0)
         others = max(b.busy_ns - a.busy_ns - own, 0.0)
-        return cls(wall / 1e9, own / wall, wait / max(own, 1), others / wall,
+        return cls(wall / 1e9, own / wall, wait / wall, others / wall,
                    (b.steal_ns - a.steal_ns) / wall, b.cpus, max(a.threads, b.threads))
 
     def causes(self) -> list[str]:
         if self.wall_s < MIN_WINDOW_S:
             return []
         found = []
-        if self.wait_share >= STARVED_WAIT:
-            found.append(f"starved: our threads waited {self.wait_share:.0%} of their CPU time "
-                         "for a CPU")
+        if self.wait_cores >= STARVED_WAIT:
+            found.append(f"starved: our threads waited {self.wait_cores:.2f} s per s for a CPU")
         if self.others_cores >= max(CONTENDED_CORES, CONTENDED_SHARE * self.cpus):
             found.append(f"contended: other processes used {self.others_cores:.1f} of "
                          f"{self.cpus} cores")
@@ -126,7 +125,7 @@ class CpuWindow:
 
     def info(self) -> dict:
         return {"wall_s": round(self.wall_s, 3), "own_cores": round(self.own_cores, 2),
-                "wait_share": round(self.wait_share, 3),
+                "wait_cores": round(self.wait_cores, 3),
                 "others_cores": round(self.others_cores, 2),
                 "steal_cores": round(self.steal_cores, 2), "cpus": self.cpus,
                 "threads": self.threads}
