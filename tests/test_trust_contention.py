@@ -111,3 +111,35 @@ def test_case_run_quietly_is_not_flagged(tmp_path):
             assert "remeasured" not in result["info"]
             return
     pytest.fail(f"a quiet case was flagged three times: {row['noise']}")
+
+
+def _snap(wall_s, own_s=0.0, wait_s=0.0, busy_s=0.0, steal_s=0.0, cpus=2):
+    from infersweep.probes.contention import CpuSnapshot
+
+    ns = 1_000_000_000
+    return CpuSnapshot(int(wall_s * ns), int(own_s * ns), int(wait_s * ns), 3, busy_s * ns,
+                       steal_s * ns, cpus)
+
+
+@pytest.mark.parametrize("end, expected", [
+    # 1 s, we used 2 cores, nobody else: clean
+    (_snap(1.0, own_s=2.0, wait_s=0.01, busy_s=2.0), []),
+    # a backend that sleeps: little CPU and little wait is not starvation
+    (_snap(1.0, own_s=0.01, wait_s=0.005, busy_s=0.05), []),
+    # others used 1.2 cores, our threads waited 0.8 s per s
+    (_snap(1.0, own_s=0.8, wait_s=0.8, busy_s=2.0),
+     ["starved: our threads waited 0.80 s per s for a CPU",
+      "contended: other processes used 1.2 of 2 cores"]),
+    (_snap(1.0, own_s=1.0, busy_s=1.0, steal_s=0.3),
+     ["steal: the hypervisor took 0.3 of 2 cores"]),
+    # a phase of 50 ms says nothing at 10 ms ticks, however busy
+    (_snap(0.05, own_s=0.01, wait_s=0.04, busy_s=0.1), []),
+])
+def test_window_causes_from_snapshots(end, expected):
+    assert CpuWindow.between(_snap(0.0), end).causes() == expected
+
+
+def test_on_many_cores_half_a_core_of_others_is_not_contention():
+    # 16 cores: others must use a quarter of them (4) before it counts
+    end = _snap(1.0, own_s=1.0, busy_s=4.0, cpus=16)
+    assert CpuWindow.between(_snap(0.0, cpus=16), end).causes() == []
