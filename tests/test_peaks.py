@@ -48,8 +48,8 @@ def test_amp_peak_is_the_dtype_autocast_runs_in(monkeypatch):
                         / "peaks-test.json")
     found = peak_for("cpu", "amp", {"cpu": "test-cpu", "cores_usable": 2})
     assert asked == [("cpu", "amp")]  # the old float16 figure was not used
-    assert found == {"tflops": 0.5,
-                     "source": "measured: best bfloat16 matrix product on this CPU (infersweep peak)"}
+    assert found == {"tflops": 0.5, "source": "measured: best bfloat16 matrix product on this "
+                                              "CPU (infersweep peak)"}
 
 
 def test_cpu_matmul_peak_is_plausible():

@@ -6,8 +6,9 @@ its peak split in two windows as on the CPU (cpu_memory.py): ``setup_peak_memory
 start of the case to the end of warmup (export, compilation, cuDNN's algorithm search in the cold
 run) and ``peak_memory_mb`` over the timed loop. ``allocator_peak_mb`` is PyTorch's allocator peak
 over the timed loop, for the backends whose memory lives there only (``memory_allocator ==
-"torch"``): for ONNX Runtime it would be torch's ~0, not the runtime's memory. Where NVML cannot attribute memory to our process (containers with their
-own pid namespace report no per-process usage), the device's used memory minus what it used
+"torch"``): for ONNX Runtime it would be torch's ~0, not the runtime's memory.
+Where NVML cannot attribute memory to our process (containers with their own pid namespace
+report no per-process usage), the device's used memory minus what it used
 before this worker touched CUDA is reported instead, and memory_source says so.
 """
 
