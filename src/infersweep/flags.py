@@ -73,6 +73,8 @@ FLAGS = (
     _option("min_iterations", int, "timed runs at least (default: 10)"),
     _option("target_ci", float,
             "stop at this relative 95% CI half-width of the median (default: 0.01)"),
+    _option("remeasure", int,
+            "time a case the contention guard flagged as noisy again, up to N times (default: 1)"),
     _option("scope", str,
             "compute (inputs already placed) or e2e (host in, host out) (default: compute)"),
     _option("option", list[str], "backend option BACKEND.KEY=VALUE, repeatable (e.g. "

@@ -36,6 +36,7 @@ MAX_MIN_ITERATIONS = 100_000
 # target_ci is the median's relative 95% CI half-width: 0.05 is +-5%. At 0.5 and above the
 # "median" could be off by half or more, which measures nothing; 5 most likely meant 5%.
 MAX_TARGET_CI = 0.5
+MAX_REMEASURE = 10  # each costs a timed phase; a machine that stays busy will not get quieter
 # torch's exporter (dynamo=True) writes opset 18 and newer: asked for less, it silently keeps 18,
 # so a lower number would label a model that was never exported at it.
 MIN_OPSET = 18
@@ -63,6 +64,7 @@ KEYS = {
     "max_time": "seconds of timed runs at most",
     "min_iterations": "timed runs at least",
     "target_ci": "stop when the median's 95% CI is within this fraction",
+    "remeasure": "time a case flagged as noisy by the contention guard again, up to N times",
     "executor": "where cases run: local (this machine) or ray (a Ray cluster, or a local instance)",
     "ray_address": "address of an existing Ray cluster (executor ray; default: start one here)",
     "retries": "executor ray: re-schedule a crashed case up to this many times",
@@ -342,6 +344,11 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
         if measure["target_ci"] >= MAX_TARGET_CI:
             raise SpecError(f"target_ci: {raw['target_ci']!r} must be a fraction below "
                             f"{MAX_TARGET_CI:g}, e.g. 0.05 for +-5%")
+    if "remeasure" in raw:
+        measure["remeasure"] = _number("remeasure", raw["remeasure"], int, 0, inclusive=True)
+        if measure["remeasure"] > MAX_REMEASURE:
+            raise SpecError(f"remeasure: {raw['remeasure']!r} is too many (at most "
+                            f"{MAX_REMEASURE})")
     if measure:
         values["measure"] = replace(spec.measure, **measure)
     spec = replace(spec, **values)

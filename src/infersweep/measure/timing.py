@@ -19,6 +19,9 @@ import numpy as np
 from infersweep.measure.stats import median_ci
 
 
+Clock = Callable[[], int]  # nanoseconds; injected by tests (a fake clock that a fake run advances)
+
+
 @dataclass(frozen=True)
 class MeasureSettings:
     min_iterations: int = 10
@@ -28,7 +31,18 @@ class MeasureSettings:
     warmup_window: int = 3  # warmup compares medians of consecutive windows of this many runs
     warmup_tolerance: float = 0.05  # ... and is settled when they differ by less than 5%
     warmup_max_s: float = 5.0
+    # Warmup lasts at least this long whatever the windows say: a slow transient (clocks ramping,
+    # caches and allocators growing) changes too little between two windows of 3 runs to be seen.
+    # None: as long as min_time_s, i.e. warmup is at least as long as the timed phase it protects.
+    warmup_min_s: float | None = None
+    # A case that the contention guard flagged is timed again up to this many times (--remeasure)
+    remeasure: int = 1
     # (quick mode overrides target_ci, min/max time, min_iterations and warmup_max_s)
+
+    @property
+    def warmup_floor_s(self) -> float:
+        floor = self.min_time_s if self.warmup_min_s is None else self.warmup_min_s
+        return min(floor, self.warmup_max_s)
 
 
 @dataclass
@@ -41,28 +55,41 @@ class Timing:
     # What the last timed run returned: the agreement check reads it, so no extra (untimed but
     # not free: a second at a large CPU batch) run is needed after timing.
     last_output: object = None
+    # Timed runs thrown away because the samples still trended (a transient outlasting warmup)
+    discarded_iterations: int = 0
 
 
-def _timed(run: Callable[[], object]) -> tuple[float, object]:
+def _timed(run: Callable[[], object], clock: Clock | None = None) -> tuple[float, object]:
     """(milliseconds, what run returned): one run, with nothing but the run in the clock."""
-    start = time.perf_counter_ns()
+    clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
+    start = clock()
     output = run()
-    return (time.perf_counter_ns() - start) / 1e6, output
+    return (clock() - start) / 1e6, output
 
 
-def warm_up(run: Callable[[], object], settings: MeasureSettings) -> tuple[int, list[str]]:
-    """Run until the median of the last window is within tolerance of the window before it."""
+def warm_up(run: Callable[[], object], settings: MeasureSettings,
+            clock: Clock | None = None) -> tuple[int, list[str]]:
+    """Run for at least ``warmup_floor_s``, then until the median of the last window is within
+    tolerance of the window before it."""
+    clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
     w = settings.warmup_window
     history: list[float] = []
-    deadline = time.perf_counter() + settings.warmup_max_s
+    start = clock()
+
+    def settled() -> bool:
+        prev = statistics.median(history[-2 * w:-w])
+        return abs(statistics.median(history[-w:]) - prev) <= settings.warmup_tolerance * prev
+
     while True:
-        history.append(_timed(run)[0])
-        if len(history) >= 2 * w and len(history) % w == 0:
-            prev = statistics.median(history[-2 * w:-w])
-            last = statistics.median(history[-w:])
-            if abs(last - prev) <= settings.warmup_tolerance * prev:
+        history.append(_timed(run, clock)[0])
+        elapsed = (clock() - start) / 1e9
+        if (elapsed >= settings.warmup_floor_s and len(history) >= 2 * w
+                and len(history) % w == 0 and settled()):
+            return len(history), []
+        if elapsed >= settings.warmup_max_s and len(history) >= 2:
+            # A floor as long as the cap (min_time >= warmup_max) ends here: settled is no news
+            if len(history) >= 2 * w and settled():
                 return len(history), []
-        if time.perf_counter() >= deadline and len(history) >= 2:
             return len(history), [
                 f"warmup did not settle in {settings.warmup_max_s:g} s ({len(history)} runs)"]
 
@@ -74,43 +101,113 @@ def _ci_reached(samples: list[float], target: float) -> bool:
     return med > 0 and (hi - lo) / 2 / med <= target
 
 
-def measure(run: Callable[[], object], settings: MeasureSettings,
-            after_warmup: Callable[[], object] | None = None) -> Timing:
-    first_iter_ms = _timed(run)[0]  # cold: lazy init, kernel selection, allocator growth
-    warmup_start = time.perf_counter()
-    warmup_iterations, warnings = warm_up(run, settings)
-    warmup_ms = (time.perf_counter() - warmup_start) * 1000
-    if after_warmup is not None:
-        after_warmup()
+def trend(samples: list[float], target: float) -> tuple[float, float] | None:
+    """(first-half median, second-half median) where the timed runs trend; None where not.
 
+    A trend is a difference beyond the target that noise cannot explain: the halves' 95% CIs do
+    not overlap. The target alone is not enough: on a noisy machine two halves whose median is
+    each known to +-1.4% differ by more than 1% about a third of the time.
+    """
+    n = len(samples)
+    if n < 12:  # 6 per half: the fewest that give a 95% CI of a median
+        return None
+    first, second = np.sort(samples[:n // 2]), np.sort(samples[n // 2:])
+    m1, m2 = float(np.median(first)), float(np.median(second))
+    (lo1, hi1), (lo2, hi2) = median_ci(first), median_ci(second)
+    separated = hi1 < lo2 or hi2 < lo1
+    return (m1, m2) if separated and abs(m2 - m1) > target * min(m1, m2) else None
+
+
+@dataclass
+class TimedPhase:
+    samples_ms: list[float]
+    warnings: list[str]
+    last_output: object
+    discarded_iterations: int
+
+
+def timed_phase(run: Callable[[], object], settings: MeasureSettings,
+                clock: Clock | None = None) -> TimedPhase:
+    """Time runs until the median's CI reaches the target with no trend left, or the cap."""
+    clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
     samples: list[float] = []
+    warnings: list[str] = []
+    discarded = 0
     next_check = settings.min_iterations
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the timed loop is noise that belongs to us, not the model
     try:
-        start = time.perf_counter()
+        start = kept_since = clock()
         while True:
-            ms, last_output = _timed(run)
+            ms, last_output = _timed(run, clock)
             samples.append(ms)
-            elapsed = time.perf_counter() - start
-            if elapsed >= settings.max_time_s:
-                if len(samples) < settings.min_iterations:
-                    warnings.append(f"hit the {settings.max_time_s:g} s cap after {len(samples)} "
-                                    f"runs (< {settings.min_iterations} wanted)")
-                elif not _ci_reached(samples, settings.target_ci):
-                    warnings.append(f"hit the {settings.max_time_s:g} s cap before the median's "
-                                    f"CI reached +-{settings.target_ci:.1%}")
+            now = clock()
+            if (now - start) / 1e9 >= settings.max_time_s:
+                warnings += _cap_warnings(samples, settings)
                 break
             # The CI check sorts all samples; do it at geometrically spaced counts, not every run.
-            if len(samples) >= next_check and elapsed >= settings.min_time_s:
+            if len(samples) >= next_check and (now - kept_since) / 1e9 >= settings.min_time_s:
                 if _ci_reached(samples, settings.target_ci):
-                    break
+                    if trend(samples, settings.target_ci) is None:
+                        break
+                    # Still settling: the first half was warmup after all. Keep measuring.
+                    half = len(samples) // 2
+                    discarded += half
+                    samples = samples[half:]
+                    kept_since = now - int(sum(samples) * 1e6)
                 next_check = len(samples) + max(1, len(samples) // 10)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(first_iter_ms, warmup_iterations, warmup_ms, samples, warnings, last_output)
+    return TimedPhase(samples, warnings, last_output, discarded)
+
+
+def measure(run: Callable[[], object], settings: MeasureSettings,
+            after_warmup: Callable[[], object] | None = None,
+            clock: Clock | None = None) -> Timing:
+    clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
+    first_iter_ms = _timed(run, clock)[0]  # cold: lazy init, kernel selection, allocator growth
+    warmup_start = clock()
+    warmup_iterations, warnings = warm_up(run, settings, clock)
+    warmup_ms = (clock() - warmup_start) / 1e6
+    if after_warmup is not None:
+        after_warmup()
+    phase = timed_phase(run, settings, clock)
+    return Timing(first_iter_ms, warmup_iterations, warmup_ms, phase.samples_ms,
+                  warnings + phase.warnings, phase.last_output, phase.discarded_iterations)
+
+
+def time_again(run: Callable[[], object], settings: MeasureSettings, timing: Timing,
+               after_warmup: Callable[[], object] | None = None,
+               clock: Clock | None = None) -> Timing:
+    """The timed phase once more (the case is warm): a Timing with the new samples and the
+    first timing's cold run and warmup."""
+    clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
+    if after_warmup is not None:
+        after_warmup()
+    phase = timed_phase(run, settings, clock)
+    kept = [w for w in timing.warnings if w.startswith("warmup")]
+    return Timing(timing.first_iter_ms, timing.warmup_iterations, timing.warmup_ms,
+                  phase.samples_ms, kept + phase.warnings, phase.last_output,
+                  phase.discarded_iterations)
+
+
+def _cap_warnings(samples: list[float], settings: MeasureSettings) -> list[str]:
+    cap = settings.max_time_s
+    if len(samples) < settings.min_iterations:
+        return [f"hit the {cap:g} s cap after {len(samples)} runs "
+                f"(< {settings.min_iterations} wanted)"]
+    warnings = []
+    if not _ci_reached(samples, settings.target_ci):
+        warnings.append(f"hit the {cap:g} s cap before the median's CI reached "
+                        f"+-{settings.target_ci:.1%}")
+    drift = trend(samples, settings.target_ci)
+    if drift is not None:
+        m1, m2 = drift
+        warnings.append(f"timed runs drifted until the {cap:g} s cap: median {m1:.4g} ms in the "
+                        f"first half, {m2:.4g} ms in the second ({m2 / m1 - 1:+.1%})")
+    return warnings
 
 
 def pipelined_throughput(launch: Callable[[], object], run: Callable[[], object],

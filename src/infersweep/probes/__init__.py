@@ -3,7 +3,8 @@
 Plugin modules named in $INFERSWEEP_PLUGINS add theirs (see plugins.py). The order is the order
 the worker calls the hooks in, and the order of the columns where two probes place theirs at the
 same spot. The memory probes come first, so they read their peaks before any other probe's
-``after`` (the fp32 reference of the agreement probe) can add to them.
+``after`` (the fp32 reference of the agreement probe) can add to them; the contention guard
+next, so its window closes before those run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from infersweep.probes.base import Column, Probe, ProbeContext, Reading
 BUILTIN = (
     "infersweep.probes.cpu_memory",
     "infersweep.probes.gpu_memory",
+    "infersweep.probes.contention",
     "infersweep.probes.flops",
     "infersweep.probes.model_size",
     "infersweep.probes.agreement",

@@ -13,6 +13,9 @@ to, the worker calls, in the order of the registry:
     begin(ctx)          the case starts: nothing prepared yet (a sampler that must see setup)
     before(ctx)         the session is prepared, inputs placed; nothing timed yet
     after_warmup(ctx)   warmup is over, the timed phase starts next (reset peaks here)
+    noise(ctx)          right after each timed phase: why it cannot be trusted ("" when clean);
+                        a phase that any probe calls noisy is timed again (``--remeasure``),
+                        after_warmup and noise called again around it
     after(ctx)          the timed phase is over; ``ctx.output`` holds the last timed output
     end(ctx)            always, whatever happened to the case (stop a sampler)
 and keeps what ``after`` returns (``after`` runs only for a case that was measured). A probe never
@@ -94,6 +97,9 @@ class Probe:
 
     def after_warmup(self, ctx: ProbeContext) -> None:
         pass
+
+    def noise(self, ctx: ProbeContext) -> str:
+        return ""
 
     def after(self, ctx: ProbeContext) -> Reading:
         return Reading()

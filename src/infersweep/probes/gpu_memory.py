@@ -1,9 +1,14 @@
 """GPU memory, read where it lives: NVML (nvidia-ml-py) sees every runtime's allocations.
 
 PyTorch's allocator only knows PyTorch's tensors; ONNX Runtime's arena, cuDNN workspaces and the
-CUDA context are invisible to it. NVML's per-process figure is sampled on a thread during the case
-and its peak reported. Where NVML cannot attribute memory to our process (containers with their
-own pid namespace report no per-process usage), the device's used memory minus what it used
+CUDA context are invisible to it. NVML's per-process figure is sampled on a thread during the case,
+its peak split in two windows as on the CPU (cpu_memory.py): ``setup_peak_memory_mb`` from the
+start of the case to the end of warmup (export, compilation, cuDNN's algorithm search in the cold
+run) and ``peak_memory_mb`` over the timed loop. ``allocator_peak_mb`` is PyTorch's allocator peak
+over the timed loop, for the backends whose memory lives there only (``memory_allocator ==
+"torch"``): for ONNX Runtime it would be torch's ~0, not the runtime's memory.
+Where NVML cannot attribute memory to our process (containers with their own pid namespace
+report no per-process usage), the device's used memory minus what it used
 before this worker touched CUDA is reported instead, and memory_source says so.
 """
 
@@ -14,12 +19,13 @@ import sys
 import threading
 
 from infersweep.probes.base import Column, Probe, ProbeContext, Reading
-from infersweep.probes.cpu_memory import MEMORY_SOURCE, PEAK_MEMORY
+from infersweep.probes.cpu_memory import MEMORY_SOURCE, PEAK_MEMORY, SETUP_PEAK_MEMORY
 
 GPU_EXTRA = "pip install 'infersweep[gpu]'"  # nvidia-ml-py
-SOURCE_NVML_PROCESS = "gpu:nvml process memory (peak sampled during the case; incl. CUDA context)"
+SOURCE_NVML_PROCESS = ("gpu:nvml process memory (peak sampled during the timed loop; incl. CUDA "
+                       "context)")
 SOURCE_NVML_DEVICE = ("gpu:nvml device memory used minus before the worker's CUDA context "
-                      "(peak sampled during the case; incl. CUDA context)")
+                      "(peak sampled during the timed loop; incl. CUDA context)")
 
 
 def _nvml_index() -> int:
@@ -38,6 +44,7 @@ class GpuMemorySampler:
         self.interval_s = interval_s
         self.device_before_mb = self.device_used_mb()  # before this worker's CUDA context
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.peak_process_mb: float | None = None
         self.peak_device_mb = 0.0
@@ -63,9 +70,11 @@ class GpuMemorySampler:
 
     def _sample(self) -> None:
         process = self.process_used_mb()
-        if process is not None:
-            self.peak_process_mb = max(self.peak_process_mb or 0.0, process)
-        self.peak_device_mb = max(self.peak_device_mb, self.device_used_mb() - self.device_before_mb)
+        device = self.device_used_mb() - self.device_before_mb
+        with self._lock:  # split() must not see a sample half in the old window
+            if process is not None:
+                self.peak_process_mb = max(self.peak_process_mb or 0.0, process)
+            self.peak_device_mb = max(self.peak_device_mb, device)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -78,14 +87,26 @@ class GpuMemorySampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
-    def stop(self) -> tuple[float, str]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    def peak(self) -> tuple[float, str]:
+        """The peak since start() or the last split(), and which method gave it."""
         self._sample()
         if self.peak_process_mb is not None:
             return self.peak_process_mb, SOURCE_NVML_PROCESS
         return self.peak_device_mb, SOURCE_NVML_DEVICE
+
+    def split(self) -> tuple[float, str]:
+        """The peak so far; sampling goes on with the peaks reset (a new window opens)."""
+        found = self.peak()
+        with self._lock:
+            self.peak_process_mb, self.peak_device_mb = None, 0.0
+        self._sample()
+        return found
+
+    def stop(self) -> tuple[float, str]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.peak()
 
 
 ALLOCATOR_PEAK = Column("allocator_peak_mb", "allocator peak (MB)", ".1f", " MB", in_table=False)
@@ -100,12 +121,13 @@ def _initialized_torch():
 class GpuMemory(Probe):
     """Peak GPU memory of a CUDA case: NVML, or the torch allocator where NVML is missing."""
     name = "gpu_memory"
-    columns = (PEAK_MEMORY, MEMORY_SOURCE, ALLOCATOR_PEAK)
+    columns = (PEAK_MEMORY, MEMORY_SOURCE, SETUP_PEAK_MEMORY, ALLOCATOR_PEAK)
     place_after = MEMORY_SOURCE.name
 
     def __init__(self):
         self.sampler: GpuMemorySampler | None = None
         self.context_mb: float | None = None
+        self.setup_peak_mb: float | None = None
 
     def applies(self, ctx: ProbeContext) -> bool:
         return ctx.case.device == "cuda"
@@ -128,30 +150,44 @@ class GpuMemory(Probe):
         self.sampler = sampler
 
     def begin(self, ctx: ProbeContext) -> None:
+        self.setup_peak_mb = None
         if self.sampler is not None:  # from before prepare: setup's allocations count
             self.sampler.start()
 
+    def _torch_allocator(self, ctx: ProbeContext):
+        """torch, where this backend's GPU memory lives in its allocator; else None."""
+        return _initialized_torch() if ctx.backend.memory_allocator == "torch" else None
+
     def after_warmup(self, ctx: ProbeContext) -> None:
-        torch = _initialized_torch()
-        if torch is not None and self.sampler is not None:
+        # Called again before a re-measured timed phase: the setup peak is the first one.
+        torch = self._torch_allocator(ctx)
+        if self.sampler is not None:
+            setup_mb, _ = self.sampler.split()
+        else:
+            setup_mb = torch.cuda.max_memory_reserved() / 2**20 if torch is not None else None
+        if self.setup_peak_mb is None:
+            self.setup_peak_mb = setup_mb
+        if torch is not None:
             torch.cuda.reset_peak_memory_stats()
 
     def after(self, ctx: ProbeContext) -> Reading:
         reading = Reading()
-        torch = _initialized_torch()
+        torch = self._torch_allocator(ctx)
         if torch is not None:
             reading.fields[ALLOCATOR_PEAK.name] = torch.cuda.max_memory_allocated() / 2**20
             reading.info["torch_max_memory_reserved_mb"] = (torch.cuda.max_memory_reserved()
                                                             / 2**20)
         if self.sampler is not None:
             peak, source = self.sampler.stop()
-            reading.fields.update({PEAK_MEMORY.name: peak, MEMORY_SOURCE.name: source})
+            reading.fields.update({PEAK_MEMORY.name: peak, MEMORY_SOURCE.name: source,
+                                   SETUP_PEAK_MEMORY.name: self.setup_peak_mb})
             reading.info["cuda_context_mb"] = round(self.context_mb, 1)
-        elif torch is not None and ctx.backend.memory_allocator == "torch":
+        elif torch is not None:
             # Without NVML the allocator's reserved peak is the best figure: it covers what
             # this runtime holds, though neither the CUDA context nor cuDNN's workspaces.
             reading.fields.update({
                 PEAK_MEMORY.name: reading.info["torch_max_memory_reserved_mb"],
+                SETUP_PEAK_MEMORY.name: self.setup_peak_mb,
                 MEMORY_SOURCE.name: "gpu:torch allocator reserved peak (NVML unavailable; "
                                     f"install with: {GPU_EXTRA})"})
         else:

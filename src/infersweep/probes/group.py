@@ -49,6 +49,11 @@ class GroupProbes:
         """``before`` or ``after_warmup`` (or ``begin``) of every probe still active."""
         self.active = [p for p in self.active if self._call(p, name, ctx, self.warnings)]
 
+    def noise(self, ctx: ProbeContext) -> str:
+        """Every active probe's reason to distrust the timed phase just over, joined."""
+        found = [self._call(probe, "noise", ctx, self.warnings) for probe in self.active]
+        return "; ".join(text for text in found if isinstance(text, str) and text)
+
     def readings(self, ctx: ProbeContext) -> list[Reading]:
         """What ``after`` found, probe by probe; failures are in ``warnings``."""
         found = []

@@ -1,14 +1,16 @@
 """Peak arithmetic rates, to turn achieved TFLOP/s into a share of what the hardware can do.
 
 Two sources, and every figure says which it came from:
-- a table of common NVIDIA GPUs: dense (no sparsity) tensor-core rates from NVIDIA's datasheets
-  (H100/H200 SXM, H100 PCIe, A100 SXM, L4, T4);
+- a table of common NVIDIA GPUs: dense (no sparsity) tensor-core rates from NVIDIA's datasheets,
+  looked up by the exact name NVML reports: an H200 NVL (600 W) is not an H200 SXM (700 W), and a
+  name the table does not know gets no table figure (it is measured instead), never a neighbour's;
 - a measurement on this machine: the best rate of a large square matrix product in the
   precision (``infersweep peak``), cached per device in the artefact cache. CPUs are always
   measured: their peak depends on clocks, cores and instruction sets that no table knows.
 
 fp32 on a GPU is compared with the TF32 rate: PyTorch's cuDNN convolutions and ONNX Runtime's
-CUDA provider use TF32 for fp32 by default. amp is compared with fp16.
+CUDA provider use TF32 for fp32 by default. amp is compared with the dtype torch.autocast runs in
+(backends/torch_common.py): float16 on CUDA, bfloat16 on the CPU.
 """
 
 from __future__ import annotations
@@ -23,33 +25,49 @@ from pathlib import Path
 
 from infersweep.artefacts.cache import cache_root
 
-# Dense TFLOP/s; keys are matched against the NVML device name in this order.
-GPU_TABLE = [
-    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0, "int8": 1513.0}),
-    ("H200", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.5, "bf16": 989.5, "int8": 1979.0}),
-    ("H100", {"fp32": 67.0, "tf32": 494.7, "fp16": 989.5, "bf16": 989.5, "int8": 1979.0}),
-    ("A100", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0, "int8": 624.0}),
-    ("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0, "int8": 242.0}),
-    ("T4", {"fp32": 8.1, "fp16": 65.0, "int8": 130.0}),
-]
+# Dense TFLOP/s per datasheet. Where a datasheet gives only "with sparsity" figures (the NVL and
+# PCIe Hopper boards, L4), the dense rate is half of them.
+HOPPER_SXM = {"fp32": 67.0, "tf32": 494.7, "fp16": 989.5, "bf16": 989.5, "int8": 1979.0}
+HOPPER_NVL = {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5, "int8": 1670.5}
+HOPPER_PCIE = {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0, "int8": 1513.0}
+AMPERE_A100 = {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0, "int8": 624.0}
+GPU_TABLE = {  # the exact device name NVML reports -> (the board, its rates)
+    "NVIDIA H200": ("H200 SXM", HOPPER_SXM),
+    "NVIDIA H200 NVL": ("H200 NVL", HOPPER_NVL),
+    "NVIDIA H100 80GB HBM3": ("H100 SXM", HOPPER_SXM),
+    "NVIDIA H100 NVL": ("H100 NVL", HOPPER_NVL),
+    "NVIDIA H100 PCIe": ("H100 PCIe", HOPPER_PCIE),
+    "NVIDIA A100-SXM4-80GB": ("A100 SXM", AMPERE_A100),
+    "NVIDIA A100-SXM4-40GB": ("A100 SXM", AMPERE_A100),
+    "NVIDIA A100 80GB PCIe": ("A100 PCIe", AMPERE_A100),
+    "NVIDIA A100-PCIE-40GB": ("A100 PCIe", AMPERE_A100),
+    "NVIDIA L4": ("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0,
+                         "int8": 242.0}),
+    "Tesla T4": ("T4", {"fp32": 8.1, "fp16": 65.0, "int8": 130.0}),
+}
 GPU_UNIT = {"fp32": "tf32", "fp16": "fp16", "amp": "fp16", "bf16": "bf16", "int8": "int8"}
 MATMUL_DTYPE = {"fp32": "float32", "fp16": "float16", "amp": "float16", "bf16": "bfloat16"}
+AUTOCAST_DTYPE = {"cuda": "float16", "cpu": "bfloat16"}  # what torch_common.py autocasts to
+
+
+def matmul_dtype(device: str, precision: str) -> str:
+    """The dtype a matrix product must run in to stand for this precision on this device."""
+    return AUTOCAST_DTYPE[device] if precision == "amp" else MATMUL_DTYPE[precision]
 
 
 def table_peak(gpu_name: str, precision: str) -> dict | None:
+    board, rates = GPU_TABLE.get(gpu_name.strip(), (None, {}))
     unit = GPU_UNIT.get(precision)
-    for key, rates in GPU_TABLE:
-        if key in gpu_name and unit in rates:
-            return {"tflops": rates[unit],
-                    "source": f"table: {key} dense {unit} (NVIDIA datasheet)"}
-    return None
+    if unit not in rates:
+        return None
+    return {"tflops": rates[unit], "source": f"table: {board} dense {unit} (NVIDIA datasheet)"}
 
 
 def measure_matmul_tflops(device: str, precision: str, seconds: float = 2.0) -> float:
     """Best rate of an n x n matrix product over a few seconds (2 n^3 FLOPs per product)."""
     import torch
 
-    dtype = getattr(torch, MATMUL_DTYPE[precision])
+    dtype = getattr(torch, matmul_dtype(device, precision))
     n = 8192 if device == "cuda" else 2048
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 peak = TF32, as convolutions run
@@ -105,7 +123,9 @@ def peak_for(device: str, precision: str, env: dict, measure: bool = True,
             return found
     if precision not in MATMUL_DTYPE:
         return None
-    key = f"{_device_key(device, env)}:{precision}"
+    dtype = matmul_dtype(device, precision)
+    # amp on the CPU once meant float16 here: the dtype in the key keeps such a figure unused
+    key = f"{_device_key(device, env)}:{precision}" + (f":{dtype}" if precision == "amp" else "")
     cache = cached_measurements()
     if key in cache and not remeasure:
         return cache[key]
@@ -118,7 +138,7 @@ def peak_for(device: str, precision: str, env: dict, measure: bool = True,
     if not tflops:
         return None
     found = {"tflops": round(tflops, 3),
-             "source": f"measured: best {MATMUL_DTYPE[precision]} matrix product on this "
+             "source": f"measured: best {dtype} matrix product on this "
                        f"{'GPU' if device == 'cuda' else 'CPU'} (infersweep peak)"}
     cache[key] = found
     _cache_file().parent.mkdir(parents=True, exist_ok=True)

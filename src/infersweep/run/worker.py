@@ -19,7 +19,7 @@ import traceback
 from dataclasses import asdict, replace
 
 from infersweep.case import Case
-from infersweep.measure.timing import measure, pipelined_throughput
+from infersweep.measure.timing import Timing, measure, pipelined_throughput, time_again
 from infersweep.probes import ProbeContext, registry
 from infersweep.probes.group import GroupProbes, short_reason
 from infersweep.results.result import Result
@@ -90,8 +90,7 @@ class GroupRunner:
             ctx.session, ctx.batches, ctx.host_batch, ctx.placed = (
                 self.session, self.batches, host_batch, placed)
             self.probes.hook("before", ctx)
-            timing = measure(self._step(case, host_batch, placed), self.ctx.settings,
-                             after_warmup=lambda: self.probes.hook("after_warmup", ctx))
+            timing, remeasure_info = self._measure(ctx, self._step(case, host_batch, placed))
             # The last timed run's output, fetched now: a later run may overwrite its buffer
             # (IO binding, CUDA graphs). No extra run: at a large CPU batch it costs a second.
             if case.scope == "e2e" and self.batches.images is not None:
@@ -106,7 +105,10 @@ class GroupRunner:
                 case, "ok", setup_s=setup_s, first_iter_ms=timing.first_iter_ms,
                 warmup_iterations=timing.warmup_iterations, samples_ms=timing.samples_ms,
                 warnings=timing.warnings,
-                info={"warmup_ms": timing.warmup_ms, "settings": asdict(self.ctx.settings)})
+                info={"warmup_ms": timing.warmup_ms, "settings": asdict(self.ctx.settings),
+                      **remeasure_info})
+            if timing.discarded_iterations:  # a transient outlasted warmup: dropped, not hidden
+                result.info["drift_discarded_runs"] = timing.discarded_iterations
             if case.device == "cuda" and case.scope == "compute":
                 median = statistics.median(timing.samples_ms)
                 result.pipelined_ips = pipelined_throughput(
@@ -132,6 +134,18 @@ class GroupRunner:
             return Result(case, status, reason=short_reason(exc), setup_s=self.setup_s)
         finally:
             self.probes.end(ctx)
+
+    def _measure(self, ctx: ProbeContext, step) -> tuple[Timing, dict]:
+        """Time the case; a timed phase that a probe calls noisy (the contention guard) is timed
+        again, up to ``settings.remeasure`` times. The clean one is kept, else the last."""
+        settings = self.ctx.settings
+        after_warmup = lambda: self.probes.hook("after_warmup", ctx)  # noqa: E731
+        timing = measure(step, settings, after_warmup=after_warmup)
+        noisy = []
+        while (noise := self.probes.noise(ctx)) and len(noisy) < settings.remeasure:
+            noisy.append(noise)
+            timing = time_again(step, settings, timing, after_warmup=after_warmup)
+        return timing, ({"remeasured": len(noisy), "noise_remeasured": noisy} if noisy else {})
 
     def _step(self, case: Case, host_batch, placed):
         """One timed run of the case's scope."""
