@@ -83,6 +83,8 @@ FLAGS = (
             "torch-compile mode: default, reduce-overhead, max-autotune, ..."),
     _option("gpus", str,
             "GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU"),
+    _option("repeats", int, "worker processes per case, run round robin; the row's median is the "
+                            "median of their medians, its CI their spread (default: 1)"),
     _option("quick", bool, "explore: +-5% target, 2 s cap per case; results marked quick",
             default=False),
     Flag("only", Only, in_spec=False),

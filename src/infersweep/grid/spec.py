@@ -36,6 +36,7 @@ MAX_MIN_ITERATIONS = 100_000
 # target_ci is the median's relative 95% CI half-width: 0.05 is +-5%. At 0.5 and above the
 # "median" could be off by half or more, which measures nothing; 5 most likely meant 5%.
 MAX_TARGET_CI = 0.5
+MAX_REPEATS = 100  # worker processes per case: 10 already pins the between-process spread down
 # torch's exporter (dynamo=True) writes opset 18 and newer: asked for less, it silently keeps 18,
 # so a lower number would label a model that was never exported at it.
 MIN_OPSET = 18
@@ -66,6 +67,7 @@ KEYS = {
     "executor": "where cases run: local (this machine) or ray (a Ray cluster, or a local instance)",
     "ray_address": "address of an existing Ray cluster (executor ray; default: start one here)",
     "retries": "executor ray: re-schedule a crashed case up to this many times",
+    "repeats": "worker processes per case (their medians give the between-process interval)",
 }
 
 
@@ -103,6 +105,9 @@ class Spec:
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # an existing Ray cluster; None: start a local instance
     retries: int = 0  # executor ray: re-schedule a crashed case up to this many times
+    # How many worker processes measure each case; not part of identity(): asking for more
+    # repeats resumes the same run directory and adds processes to the cases it has.
+    repeats: int = 1
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take), in
@@ -290,6 +295,11 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
             raise SpecError(f"gpus: no GPU {bad[0]} on this machine ({gpus_visible} visible)")
     if "opset" in raw:
         values["opset"] = _opset(raw["opset"])
+    if "repeats" in raw:
+        values["repeats"] = _number("repeats", raw["repeats"], int, 1, inclusive=True)
+        if values["repeats"] > MAX_REPEATS:
+            raise SpecError(f"repeats: {raw['repeats']!r} is more than {MAX_REPEATS} processes "
+                            "per case")
     measure = {}
     if raw.get("quick") in (True, "true", "1"):
         values["quick"] = True
