@@ -241,9 +241,15 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
     except SpecError as exc:
         _fail(str(exc))
     stored_run = _load_run(out_dir)
-    backends = list(dict.fromkeys([*registry(), *(r.case.backend for r in stored_run.results)]))
-    if baseline is not None and baseline not in backends:
-        _fail(f"unknown baseline {baseline!r}; allowed: {', '.join(backends)}")
+    backends = {**registry(), **{r.case.backend: None for r in stored_run.results
+                                if r.case.backend not in registry()}}
+    if baseline is not None:
+        from infersweep.grid.baseline import BaselineError, parse_baseline
+
+        try:
+            baseline = str(parse_baseline(baseline, backends))
+        except BaselineError as exc:
+            _fail(str(exc))
     shown = select(stored_run.results, only_rows)
     if only_rows is not None and not shown:
         _fail(f"no case in {out_dir} matches --only {only!r}: nothing written")

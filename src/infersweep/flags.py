@@ -25,7 +25,9 @@ from infersweep.grid.spec import (Spec, SpecError, build_spec, check_options_tab
                                   parse_option_flags)
 
 # Reused by other commands (report, compare) as well.
-Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
+Baseline = Annotated[Optional[str], typer.Option(
+    "--baseline", help="speedup baseline: a backend, optionally with options, e.g. "
+                       "'torch[channels_last=true]' (default: torch)")]
 Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
 # What `run` does with the results already in --out; `plan` takes them too, to show what that run
 # would do.

@@ -23,6 +23,7 @@ from infersweep.artefacts.models import available_models
 from infersweep.backends import registry
 from infersweep.backends.base import parse_value
 from infersweep.case import format_options
+from infersweep.grid.baseline import BaselineError, parse_baseline
 from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
@@ -57,7 +58,8 @@ KEYS = {
     "quick": "exploring: +-5% target, 2 s cap per case, marked as quick",
     "out": "run directory",
     "timeout": "seconds per case",
-    "baseline": "backend that speedups are relative to",
+    "baseline": "backend that speedups are relative to, optionally with options: "
+                "torch[channels_last=true]",
     "seed": "seed for random weights and synthetic data",
     "opset": "ONNX opset for exports",
     "min_time": "seconds of timed runs at least",
@@ -280,7 +282,10 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
     if "timeout" in raw:
         values["timeout_s"] = _number("timeout", raw["timeout"])
     if "baseline" in raw:
-        values["baseline"] = _choices("baseline", [raw["baseline"]], backends)[0]
+        try:  # BACKEND or BACKEND[OPTION=VALUE,...] (grid/baseline.py)
+            values["baseline"] = str(parse_baseline(raw["baseline"], registry()))
+        except BaselineError as exc:
+            raise SpecError(str(exc)) from None
     if "seed" in raw:
         values["seed"] = _number("seed", raw["seed"], int, 0, inclusive=True)
     values.update(_executor_values(raw))  # before --gpus: with Ray, --gpus is the wrong flag
