@@ -318,7 +318,10 @@ def compare(
             "--fail-if-slower", help="exit 1 if B is significantly slower than A by more than "
                                      "this, e.g. 5%")] = None,
         margin: Annotated[str, typer.Option(
-            "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%"):
+            "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%",
+        ignore_process_noise: Annotated[bool, typer.Option(
+            "--ignore-process-noise", help="let --fail-if-slower judge runs measured without "
+                                           "--repeats (process-to-process noise unseen)")] = False):
     """Compare two runs (or two groups of one run) case by case, with a verdict per case.
 
     B/A median latency with a bootstrap 95% CI: faster, slower, or no significant difference."""
@@ -355,6 +358,12 @@ def compare(
                                  margin=noise_margin)
     except CompareError as exc:
         _fail(str(exc))
+    single = result.single_process()
+    if threshold is not None and single and not ignore_process_noise:
+        _fail(f"--fail-if-slower needs both runs measured with --repeats 2 or more: {len(single)} "
+              "compared pair(s) come from one worker process per case, whose noise between "
+              "processes would pass for a regression; re-run with --repeats 3, or add "
+              "--ignore-process-noise to judge them anyway")
     text = to_markdown(result) if output == "md" else to_json(result)
     console.print(text, markup=False, highlight=False)
     if threshold is not None:

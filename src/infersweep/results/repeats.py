@@ -100,3 +100,19 @@ def missing(results: list[Result], asked: int) -> dict[str, int]:
         if r.status == "ok" and 0 < done < asked:
             out[r.case.case_id] = asked - done
     return out
+
+
+def ratio_interval(a: list[float], b: list[float]) -> tuple[float, float]:
+    """95% interval of median(B) / median(A) from per-process medians (2 or more per side):
+    Welch's t interval of the difference of mean log medians, exponentiated. Logs, because a
+    ratio's noise is multiplicative; Welch, because the two runs need not be equally noisy."""
+    la, lb = np.log(np.asarray(a, dtype=np.float64)), np.log(np.asarray(b, dtype=np.float64))
+    va, vb = la.var(ddof=1) / la.size, lb.var(ddof=1) / lb.size
+    diff = float(lb.mean() - la.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return math.exp(diff), math.exp(diff)
+    # Welch-Satterthwaite degrees of freedom, rounded down (the conservative side).
+    df = (va + vb) ** 2 / (va ** 2 / (la.size - 1) + vb ** 2 / (lb.size - 1))
+    half = t_975(max(1, int(df))) * se
+    return math.exp(diff - half), math.exp(diff + half)
