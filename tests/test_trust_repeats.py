@@ -22,7 +22,8 @@ def _rows(out) -> dict[str, dict]:
 
 
 def _history(cache) -> list[str]:
-    return [json.loads(line)["case_id"] for line in (cache / "history.jsonl").read_text().splitlines()]
+    lines = (cache / "history.jsonl").read_text().splitlines()
+    return [json.loads(line)["case_id"] for line in lines]
 
 
 def test_repeats_run_round_robin_and_the_row_is_the_median_of_process_medians(tmp_path):

@@ -25,6 +25,13 @@ of the same build on one machine differ by about 0.5-2% (machine state, clocks, 
 which with thousands of samples would otherwise be called significant. Only pairs with status ok on both
 sides and at least MIN_SAMPLES samples each are compared; the others are listed, not judged.
 
+Between processes. Where both sides were measured with --repeats 2 or more, the medians are the
+medians of the per-process medians and the interval is a Welch t interval of the ratio from the
+process medians (log scale; results/repeats.py): it includes the noise between worker processes,
+which the bootstrap of one process's iterations cannot see. Without repeats the report says so,
+with the spread this machine has shown before (results/history.py), and the CLI's
+--fail-if-slower refuses to judge unless --ignore-process-noise is given.
+
 A significant difference can be tiny with many samples; ``regressions(pairs, 0.05)`` (the
 CLI's --fail-if-slower 5%) is the practical gate: pairs whose interval lies wholly above 1.05,
 i.e. B is slower by more than 5% with 95% confidence.
@@ -385,9 +392,10 @@ def _process_lines(result: Comparison) -> list[str]:
                      "interval is a Welch t interval between processes (log scale).")
     if single:
         noise = result.process_noise
-        seen = (f"On this machine per-process medians of one case have moved by {noise.median_spread:.1%} "
-                f"(median over {noise.cases} case(s) run with --repeats; at most {noise.max_spread:.1%}) "
-                "from one worker process to the next." if noise else
+        seen = (f"On this machine per-process medians of one case have moved by "
+                f"{noise.median_spread:.1%} (median over {noise.cases} case(s) run with --repeats; "
+                f"at most {noise.max_spread:.1%}) from one worker process to the next."
+                if noise else
                 "This machine has no record of that noise yet (no sweep here ran with --repeats 2 "
                 "or more).")
         lines.append(f"- **process-to-process noise is not accounted for** in {len(single)} of "

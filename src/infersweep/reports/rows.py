@@ -106,8 +106,9 @@ def rows_with_speedup(results: list[Result], baseline) -> list[dict]:
             row["baseline"] = describe_baseline(found[0])
         elif found:
             names = ", ".join(sorted(describe_baseline(r) for r in found))
+            example = sorted(found, key=describe_baseline)[0]["options"]
             row["baseline"] = (f"ambiguous baseline: {names}; choose one with --baseline, e.g. "
-                               f"'{chosen.backend}[{sorted(found, key=describe_baseline)[0]['options']}]'")
+                               f"'{chosen.backend}[{example}]'")
     rows.sort(key=lambda r: (r["model"], r["device"], r["precision"], r["data"], r["image_size"],
                              r["batch_size"], r["backend"] != chosen.backend, r["backend"]))
     return rows
