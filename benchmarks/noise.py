@@ -42,16 +42,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batches", default="1,2,4,8")
+    parser.add_argument("--keep", type=Path, help="write the two runs here and keep them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="infersweep-noise-") as tmp:
-        a, b = Path(tmp) / "a", Path(tmp) / "b"
+        where = args.keep or Path(tmp)
+        a, b = where / "a", where / "b"
         walls = [sweep(a, args), sweep(b, args)]
         result = compare(a, b)
         pairs = result["pairs"]
         print(f"sweeps took {walls[0]:.0f} s and {walls[1]:.0f} s")
         for p in pairs:
-            spread = (f"{p['ci_low']:.3f}-{p['ci_high']:.3f}" if p["ci_low"] is not None
-                      else "")
+            if p["ratio"] is None:
+                print(f"  {p['label']:<40} {p['verdict']}: {p['note']}")
+                continue
+            spread = f"{p['ci_low']:.3f}-{p['ci_high']:.3f}"
             print(f"  {p['label']:<40} B/A {p['ratio']:.3f} ({spread}) "
                   f"[{p['interval_from']}, {p['a_repeats']}+{p['b_repeats']} processes] "
                   f"{p['verdict']}")
@@ -61,6 +65,8 @@ def main() -> None:
         # What one process per case would have said: the first process's median on each side.
         ratios = []
         for p in pairs:
+            if p["ratio"] is None:
+                continue
             ra = _first_process(a, p["a"]["case_id"])
             rb = _first_process(b, p["b"]["case_id"])
             ratios.append(rb / ra)
