@@ -18,7 +18,8 @@ def _run(out, slowdown="1"):
 
 def test_slowed_run_is_slower_and_fails_the_gate(tmp_path):
     a, b = _run(tmp_path / "a"), _run(tmp_path / "b", slowdown="1.3")
-    proc = cli("compare", a, b, "--format", "json", "--fail-if-slower", "5%")
+    proc = cli("compare", a, b, "--format", "json", "--fail-if-slower", "5%",
+               "--ignore-process-noise")
     assert proc.returncode == 1
     pairs = json.loads(proc.stdout)["pairs"]
     assert len(pairs) == 2 and all(p["verdict"] == "slower" for p in pairs)
@@ -27,7 +28,7 @@ def test_slowed_run_is_slower_and_fails_the_gate(tmp_path):
 
 def test_identical_runs_show_no_significant_difference(tmp_path):
     a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
-    proc = cli("compare", a, b, "--fail-if-slower", "5%")
+    proc = cli("compare", a, b, "--fail-if-slower", "5%", "--ignore-process-noise")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no significant difference" in proc.stdout
     assert "**slower**" not in proc.stdout

@@ -241,9 +241,15 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
     except SpecError as exc:
         _fail(str(exc))
     stored_run = _load_run(out_dir)
-    backends = list(dict.fromkeys([*registry(), *(r.case.backend for r in stored_run.results)]))
-    if baseline is not None and baseline not in backends:
-        _fail(f"unknown baseline {baseline!r}; allowed: {', '.join(backends)}")
+    backends = {**registry(), **{r.case.backend: None for r in stored_run.results
+                                if r.case.backend not in registry()}}
+    if baseline is not None:
+        from infersweep.grid.baseline import BaselineError, parse_baseline
+
+        try:
+            baseline = str(parse_baseline(baseline, backends))
+        except BaselineError as exc:
+            _fail(str(exc))
     shown = select(stored_run.results, only_rows)
     if only_rows is not None and not shown:
         _fail(f"no case in {out_dir} matches --only {only!r}: nothing written")
@@ -312,7 +318,10 @@ def compare(
             "--fail-if-slower", help="exit 1 if B is significantly slower than A by more than "
                                      "this, e.g. 5%")] = None,
         margin: Annotated[str, typer.Option(
-            "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%"):
+            "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%",
+        ignore_process_noise: Annotated[bool, typer.Option(
+            "--ignore-process-noise", help="let --fail-if-slower judge runs measured without "
+                                           "--repeats (process-to-process noise unseen)")] = False):
     """Compare two runs (or two groups of one run) case by case, with a verdict per case.
 
     B/A median latency with a bootstrap 95% CI: faster, slower, or no significant difference."""
@@ -349,6 +358,12 @@ def compare(
                                  margin=noise_margin)
     except CompareError as exc:
         _fail(str(exc))
+    single = result.single_process()
+    if threshold is not None and single and not ignore_process_noise:
+        _fail(f"--fail-if-slower needs both runs measured with --repeats 2 or more: {len(single)} "
+              "compared pair(s) come from one worker process per case, whose noise between "
+              "processes would pass for a regression; re-run with --repeats 3, or add "
+              "--ignore-process-noise to judge them anyway")
     text = to_markdown(result) if output == "md" else to_json(result)
     console.print(text, markup=False, highlight=False)
     if threshold is not None:

@@ -25,7 +25,9 @@ from infersweep.grid.spec import (Spec, SpecError, build_spec, check_options_tab
                                   parse_option_flags)
 
 # Reused by other commands (report, compare) as well.
-Baseline = Annotated[Optional[str], typer.Option("--baseline", help="speedup baseline (default: torch)")]
+Baseline = Annotated[Optional[str], typer.Option(
+    "--baseline", help="speedup baseline: a backend, optionally with options, e.g. "
+                       "'torch[channels_last=true]' (default: torch)")]
 Only = Annotated[Optional[str], typer.Option("--only", help=FILTER_HELP)]
 # What `run` does with the results already in --out; `plan` takes them too, to show what that run
 # would do.
@@ -85,6 +87,8 @@ FLAGS = (
             "torch-compile mode: default, reduce-overhead, max-autotune, ..."),
     _option("gpus", str,
             "GPU indexes, e.g. 0,1: CUDA cases run in parallel, one worker per GPU"),
+    _option("repeats", int, "worker processes per case, run round robin; the row's median is the "
+                            "median of their medians, its CI their spread (default: 1)"),
     _option("quick", bool, "explore: +-5% target, 2 s cap per case; results marked quick",
             default=False),
     Flag("only", Only, in_spec=False),

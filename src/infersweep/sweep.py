@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from infersweep import env as envmod
-from infersweep.results import history
+from infersweep.results import history, repeats
 from infersweep.case import Case, group_cases
 from infersweep.grid.filters import Filter
 from infersweep.run.executor import Executor, make_executor
@@ -72,8 +72,12 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         (out_dir / "env.json").write_text(json.dumps(env, indent=1))
         (out_dir / "logs").mkdir(exist_ok=True)
 
-        plan = make_plan(spec, store.finished(retry_failed, spec.quick), gpu_present, only,
-                         store.statuses())
+        # --repeats: an ok case measured in fewer processes than asked runs the missing ones.
+        stored = {r.case.case_id: r for r in store.results() if spec.quick or not r.quick}
+        short = repeats.missing(list(stored.values()), spec.repeats)
+        finished = {cid: status for cid, status in store.finished(retry_failed, spec.quick).items()
+                    if cid not in short}
+        plan = make_plan(spec, finished, gpu_present, only, store.statuses())
         for p in plan:
             if p.action in (UNSUPPORTED, UNAVAILABLE):
                 store.put(Result(p.case, p.action, reason=p.reason))
@@ -89,6 +93,10 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
 
         ran = 0
         lock = threading.Lock()  # results arrive from one thread per GPU in a multi-GPU sweep
+        to_run = [p.case for p in plan if p.action == RUN]
+        needed = {c.case_id: short.get(c.case_id, spec.repeats) for c in to_run}
+        rows_so_far = {cid: stored[cid] for cid in short}  # merged into, process by process
+        stopped: set[str] = set()  # cases whose last process failed: no further rounds
 
         def on_start(case: Case) -> None:
             with lock:
@@ -98,18 +106,32 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
             nonlocal ran
             with lock:
                 result.quick = spec.quick
-                store.put(result)  # durable before anything else happens
-                history.record(result)
-                ran += 1
+                cid = result.case.case_id
+                merged = repeats.merge(rows_so_far.get(cid), result, spec.repeats)
+                merged.quick = spec.quick
+                rows_so_far[cid] = merged
+                store.put(merged)  # durable before anything else happens
+                history.record(result, merged.process_medians_ms)
+                last = repeats.repeats_done(merged) >= spec.repeats or merged.status != "ok"
+                if merged.status != "ok":
+                    stopped.add(cid)
                 write(out_dir, store.results(), env, spec.baseline, peaks)
-                observer.case_finished(result)
+                if last:
+                    ran += 1
+                    observer.case_finished(merged)
 
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
                   if r.status == "ok"}
-        groups = order_groups(group_cases([p.case for p in plan if p.action == RUN]), proven)
         interrupted = False
         try:
-            executor.run(groups, on_start, on_result)
+            # Round robin: every case once, then every case again..., so that slow drift of the
+            # machine (thermal, other load) hits all cases alike instead of the last ones.
+            for round_index in range(max(needed.values(), default=0)):
+                cases = [c for c in to_run
+                         if needed[c.case_id] > round_index and c.case_id not in stopped]
+                if not cases:
+                    break
+                executor.run(order_groups(group_cases(cases), proven), on_start, on_result)
         except KeyboardInterrupt:
             executor.stop()
             interrupted = True

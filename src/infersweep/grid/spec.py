@@ -23,6 +23,7 @@ from infersweep.artefacts.model_ref import ModelError, ModelRef, check_model, pa
 from infersweep.backends import registry
 from infersweep.backends.base import parse_value
 from infersweep.case import format_options
+from infersweep.grid.baseline import BaselineError, parse_baseline
 from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
@@ -37,6 +38,7 @@ MAX_MIN_ITERATIONS = 100_000
 # "median" could be off by half or more, which measures nothing; 5 most likely meant 5%.
 MAX_TARGET_CI = 0.5
 MAX_REMEASURE = 10  # each costs a timed phase; a machine that stays busy will not get quieter
+MAX_REPEATS = 100  # worker processes per case: 10 already pins the between-process spread down
 # torch's exporter (dynamo=True) writes opset 18 and newer: asked for less, it silently keeps 18,
 # so a lower number would label a model that was never exported at it.
 MIN_OPSET = 18
@@ -57,7 +59,8 @@ KEYS = {
     "quick": "exploring: +-5% target, 2 s cap per case, marked as quick",
     "out": "run directory",
     "timeout": "seconds per case",
-    "baseline": "backend that speedups are relative to",
+    "baseline": "backend that speedups are relative to, optionally with options: "
+                "torch[channels_last=true]",
     "seed": "seed for random weights and synthetic data",
     "opset": "ONNX opset for exports",
     "min_time": "seconds of timed runs at least",
@@ -68,6 +71,7 @@ KEYS = {
     "executor": "where cases run: local (this machine) or ray (a Ray cluster, or a local instance)",
     "ray_address": "address of an existing Ray cluster (executor ray; default: start one here)",
     "retries": "executor ray: re-schedule a crashed case up to this many times",
+    "repeats": "worker processes per case (their medians give the between-process interval)",
 }
 
 
@@ -105,6 +109,9 @@ class Spec:
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # an existing Ray cluster; None: start a local instance
     retries: int = 0  # executor ray: re-schedule a crashed case up to this many times
+    # How many worker processes measure each case; not part of identity(): asking for more
+    # repeats resumes the same run directory and adds processes to the cases it has.
+    repeats: int = 1
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take), in
@@ -309,7 +316,10 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
     if "timeout" in raw:
         values["timeout_s"] = _number("timeout", raw["timeout"])
     if "baseline" in raw:
-        values["baseline"] = _choices("baseline", [raw["baseline"]], backends)[0]
+        try:  # BACKEND or BACKEND[OPTION=VALUE,...] (grid/baseline.py)
+            values["baseline"] = str(parse_baseline(raw["baseline"], registry()))
+        except BaselineError as exc:
+            raise SpecError(str(exc)) from None
     if "seed" in raw:
         values["seed"] = _number("seed", raw["seed"], int, 0, inclusive=True)
     values.update(_executor_values(raw))  # before --gpus: with Ray, --gpus is the wrong flag
@@ -324,6 +334,11 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
             raise SpecError(f"gpus: no GPU {bad[0]} on this machine ({gpus_visible} visible)")
     if "opset" in raw:
         values["opset"] = _opset(raw["opset"])
+    if "repeats" in raw:
+        values["repeats"] = _number("repeats", raw["repeats"], int, 1, inclusive=True)
+        if values["repeats"] > MAX_REPEATS:
+            raise SpecError(f"repeats: {raw['repeats']!r} is more than {MAX_REPEATS} processes "
+                            "per case")
     measure = {}
     if raw.get("quick") in (True, "true", "1"):
         values["quick"] = True

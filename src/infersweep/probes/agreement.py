@@ -65,12 +65,15 @@ def reference_logits(source, host_batch: np.ndarray, key: dict, cache) -> np.nda
 MAX_ABS_ERR = Column("max_abs_err", "max abs err", ".3g", in_table=False)
 COSINE = Column("cosine", "cosine vs fp32", ".5f")
 TOP1_AGREEMENT = Column("top1_agreement", "top-1 agreement", ".3f")
+# True where the outputs disagree beyond the precision's threshold (the warning's condition):
+# what reports read to keep such a row out of speedups and rankings (reports/rows.py).
+DISAGREES = Column("disagrees", "disagrees with fp32", in_table=False)
 
 
 class ReferenceAgreement(Probe):
     """The case's last timed output against the fp32 reference on the same host batch."""
     name = "agreement"
-    columns = (MAX_ABS_ERR, COSINE, TOP1_AGREEMENT)
+    columns = (MAX_ABS_ERR, COSINE, TOP1_AGREEMENT, DISAGREES)
     place_after = "baseline"
 
     def applies(self, ctx: ProbeContext) -> bool:
@@ -82,9 +85,11 @@ class ReferenceAgreement(Probe):
                "image_size": case.image_size, "batch_size": case.batch_size, "seed": ctx.seed}
         reference = reference_logits(ctx.source, ctx.host_batch, key, ctx.cache)
         agreement = measure_agreement(ctx.output, reference)
+        warnings = agreement.warnings(case.precision)
         return Reading({MAX_ABS_ERR.name: agreement.max_abs_err, COSINE.name: agreement.cosine,
-                        TOP1_AGREEMENT.name: agreement.top1_agreement},
-                       warnings=agreement.warnings(case.precision))
+                        TOP1_AGREEMENT.name: agreement.top1_agreement,
+                        DISAGREES.name: bool(warnings)},
+                       warnings=warnings)
 
 
 PROBES = [ReferenceAgreement]

@@ -25,6 +25,13 @@ of the same build on one machine differ by about 0.5-2% (machine state, clocks, 
 which with thousands of samples would otherwise be called significant. Only pairs with status ok on both
 sides and at least MIN_SAMPLES samples each are compared; the others are listed, not judged.
 
+Between processes. Where both sides were measured with --repeats 2 or more, the medians are the
+medians of the per-process medians and the interval is a Welch t interval of the ratio from the
+process medians (log scale; results/repeats.py): it includes the noise between worker processes,
+which the bootstrap of one process's iterations cannot see. Without repeats the report says so,
+with the spread this machine has shown before (results/history.py), and the CLI's
+--fail-if-slower refuses to judge unless --ignore-process-noise is given.
+
 A significant difference can be tiny with many samples; ``regressions(pairs, 0.05)`` (the
 CLI's --fail-if-slower 5%) is the practical gate: pairs whose interval lies wholly above 1.05,
 i.e. B is slower by more than 5% with 95% confidence.
@@ -41,6 +48,9 @@ import numpy as np
 
 from infersweep.case import Case
 from infersweep.grid.filters import Filter, select
+from infersweep.results import history
+from infersweep.results.history import ProcessNoise
+from infersweep.results.repeats import ratio_interval
 
 FASTER, SLOWER, NO_DIFFERENCE, NOT_COMPARED = ("faster", "slower", "no significant difference",
                                                "not compared")
@@ -81,6 +91,14 @@ class Pair:
     verdict: str  # FASTER, SLOWER, NO_DIFFERENCE or NOT_COMPARED
     note: str = ""  # why a pair was not compared
     label: str = ""  # the case, without the fields that differ between A and B
+    a_repeats: int = 0  # worker processes that measured A's case (--repeats)
+    b_repeats: int = 0
+    between_processes: bool = False  # the interval comes from the spread between processes
+
+    @property
+    def single_process(self) -> bool:
+        """Compared, but from one process on a side: process-to-process noise unseen."""
+        return self.ratio is not None and not self.between_processes
 
     @property
     def change_pct(self) -> float | None:
@@ -94,7 +112,10 @@ class Pair:
                 "a_median_ms": self.a_median_ms, "b_median_ms": self.b_median_ms,
                 "a_samples": self.a_samples, "b_samples": self.b_samples,
                 "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
-                "change_pct": self.change_pct, "verdict": self.verdict, "note": self.note}
+                "change_pct": self.change_pct, "verdict": self.verdict, "note": self.note,
+                "a_repeats": self.a_repeats, "b_repeats": self.b_repeats,
+                "interval_from": ("between processes" if self.between_processes else
+                                  "within one process" if self.ratio is not None else None)}
 
 
 @dataclass
@@ -113,6 +134,10 @@ class Comparison:
     seed: int = SEED
     confidence: float = CONFIDENCE
     margin: float = MARGIN
+    process_noise: ProcessNoise | None = None  # what this machine has shown before (history)
+
+    def single_process(self) -> list[Pair]:
+        return [p for p in self.pairs if p.single_process]
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys((FASTER, SLOWER, NO_DIFFERENCE, NOT_COMPARED), 0)
@@ -179,7 +204,7 @@ def compare(results_a: list, results_b: list, *, a_filter: Filter | None = None,
                           margin=margin, label=_label(a.case, [f for f in kept if f not in common] or kept))
              for a, b in pairs_found]
     return Comparison(pairs, only_a, only_b, ambiguous, ignored, a_name, b_name, common,
-                      resamples, seed, confidence, margin)
+                      resamples, seed, confidence, margin, history.process_noise())
 
 
 def compare_pair(a, b, *, resamples: int = RESAMPLES, seed: int = SEED,
@@ -190,21 +215,34 @@ def compare_pair(a, b, *, resamples: int = RESAMPLES, seed: int = SEED,
     xb = np.asarray(b.samples_ms if b.status == "ok" else [], dtype=np.float64)
     med_a = float(np.median(xa)) if xa.size else None
     med_b = float(np.median(xb)) if xb.size else None
+    # With --repeats on both sides: the medians of the process medians, and the interval from
+    # the spread between processes (results/repeats.py), which includes the noise of the
+    # iterations within each process.
+    pa, pb = (list(getattr(r, "process_medians_ms", []) or []) if r.status == "ok" else []
+              for r in (a, b))
+    between = len(pa) >= 2 and len(pb) >= 2
+    if between:
+        med_a, med_b = float(np.median(pa)), float(np.median(pb))
     common = dict(a=a.case, b=b.case, a_status=a.status, b_status=b.status, a_median_ms=med_a,
                   b_median_ms=med_b, a_samples=int(xa.size), b_samples=int(xb.size),
-                  label=label or a.case.label)
+                  label=label or a.case.label, a_repeats=max(len(pa), int(xa.size > 0)),
+                  b_repeats=max(len(pb), int(xb.size > 0)))
     note = _why_not(a, xa, "A") or _why_not(b, xb, "B")
     if note:
         return Pair(ratio=None, ci_low=None, ci_high=None, verdict=NOT_COMPARED, note=note,
                     **common)
-    rng = np.random.default_rng([seed, int(a.case.case_id, 16), int(b.case.case_id, 16)])
-    boot = bootstrap_medians(xb, resamples, rng) / bootstrap_medians(xa, resamples, rng)
-    tail = (1 - confidence) / 2 * 100
-    low, high = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
+    if between:
+        low, high = ratio_interval(pa, pb)
+    else:
+        rng = np.random.default_rng([seed, int(a.case.case_id, 16), int(b.case.case_id, 16)])
+        boot = bootstrap_medians(xb, resamples, rng) / bootstrap_medians(xa, resamples, rng)
+        tail = (1 - confidence) / 2 * 100
+        low, high = (float(v) for v in np.percentile(boot, [tail, 100 - tail]))
     ratio = med_b / med_a
     verdict = (FASTER if high < 1 and ratio < 1 - margin else
                SLOWER if low > 1 and ratio > 1 + margin else NO_DIFFERENCE)
-    return Pair(ratio=ratio, ci_low=low, ci_high=high, verdict=verdict, **common)
+    return Pair(ratio=ratio, ci_low=low, ci_high=high, verdict=verdict,
+                between_processes=between, **common)
 
 
 def bootstrap_medians(samples, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -278,7 +316,7 @@ def to_markdown(result: Comparison) -> str:
              f"one side of 1 and a change beyond the {result.margin:.0%} margin of run-to-run "
              "noise.",
              "- matched on every case field" + (f" except {ignored}" if ignored else ""),
-             ]
+             *_process_lines(result)]
     if result.common:
         lines.append("- the same in every pair: " + ", ".join(
             f"{k} {v}" for k, v in result.common.items() if v != ""))
@@ -327,6 +365,14 @@ def to_json(result: Comparison) -> str:
         "method": {"interval": "percentile bootstrap of the ratio of medians",
                    "confidence": result.confidence, "resamples": result.resamples,
                    "seed": result.seed, "min_samples": MIN_SAMPLES, "margin": result.margin},
+        "between_processes": "with --repeats 2+ on both sides: Welch t interval of the ratio "
+                             "of per-process medians (log scale); else the bootstrap above, "
+                             "which does not see process-to-process noise",
+        "single_process_pairs": len(result.single_process()),
+        "process_noise": None if result.process_noise is None else {
+            "cases": result.process_noise.cases,
+            "median_spread": result.process_noise.median_spread,
+            "max_spread": result.process_noise.max_spread},
         "ignored_fields": list(result.ignored),
         "common": result.common,
         "counts": result.counts(),
@@ -336,7 +382,31 @@ def to_json(result: Comparison) -> str:
     }, indent=1)
 
 
+def _process_lines(result: Comparison) -> list[str]:
+    """What the intervals account for: between-process noise, or plainly not."""
+    single = result.single_process()
+    compared = [p for p in result.pairs if p.ratio is not None]
+    lines = []
+    if len(single) < len(compared):
+        lines.append(f"- {len(compared) - len(single)} pair(s) measured with --repeats on both "
+                     "sides: their medians are medians of per-process medians and their "
+                     "interval is a Welch t interval between processes (log scale).")
+    if single:
+        noise = result.process_noise
+        seen = (f"On this machine per-process medians of one case have moved by "
+                f"{noise.median_spread:.1%} (median over {noise.cases} case(s) run with --repeats; "
+                f"at most {noise.max_spread:.1%}) from one worker process to the next."
+                if noise else
+                "This machine has no record of that noise yet (no sweep here ran with --repeats 2 "
+                "or more).")
+        lines.append(f"- **process-to-process noise is not accounted for** in {len(single)} of "
+                     f"{len(compared)} compared pair(s): a side was measured in one worker "
+                     "process, and the interval sees only the noise within that process. "
+                     f"{seen} Run both sweeps with --repeats 3 for verdicts that include it.")
+    return lines
 # pragma: no mutate end
+
+
 def _pairs(pairs) -> Iterable[Pair]:
     """The pairs of a Comparison, or a list of pairs as it is."""
     return pairs.pairs if isinstance(pairs, Comparison) else pairs

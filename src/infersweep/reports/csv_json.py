@@ -16,13 +16,21 @@ from infersweep.results import result as resultmod
 from infersweep.results.result import Result
 
 
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):  # process_medians_ms: one cell, numbers separated by spaces
+        return " ".join(f"{v:.6g}" for v in value)
+    return value
+
+
 def csv_text(rows: list[dict]) -> str:
     names = [c.name for c in resultmod.columns()]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in names})
+        writer.writerow({k: _cell(row.get(k)) for k in names})
     return buf.getvalue()
 
 

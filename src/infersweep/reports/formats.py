@@ -127,7 +127,9 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
         context = ReportContext(out_dir, rows, results, hardware.combined_env(groups, env),
                                 baseline, {}, out_dir.name, hardware=groups)
     if only is not None:
-        context.baseline_ok = any(r.status == "ok" and r.samples_ms and r.case.backend == baseline
+        base = rowsmod.baseline_of(baseline)
+        context.baseline_ok = any(r.status == "ok" and r.samples_ms
+                                  and base.matches(r.case.backend, r.case.options)
                                   for r in results)
     for report_format in chosen:
         report_format.write(context)

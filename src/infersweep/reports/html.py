@@ -13,7 +13,7 @@ from html import escape
 from infersweep.probes.base import Column
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.plots import Plot, plots_of
-from infersweep.reports.rows import above_peak, above_peak_note, status_line
+from infersweep.reports.rows import above_peak, above_peak_note, problems, status_line
 from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
 from infersweep.results import result as resultmod
 
@@ -174,16 +174,17 @@ def plots_html(plots: list[Plot]) -> str:
 
 
 def failures_html(rows: list[dict]) -> str:
-    problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
-    if not problems:
+    found = problems(rows)
+    if not found:
         return "<section><h2>Failures</h2><p>Every case ran cleanly.</p></section>"
-    return "<section><h2>Failures and warnings</h2>" + _table(
-        ["case", "status", "reason"],
-        [[escape(f"{Series.of(r).label()} {r['image_size']} px batch {r['batch_size']} "
-                 f"{r['data']}"), escape(r["status"]),
-          '<div class="reason">' + escape(r["reason"] or f"warning: {r['warnings']}") + "</div>"]
-         for r in problems],
-        attrs=' id="failures"') + "</section>"
+    return ("<section><h2>Failures and warnings</h2><p>Untrusted rows keep their figures here "
+            "but get no speedup and never rank as fastest.</p>" + _table(
+        ["case", "status", "reason", "figures"],
+        [[escape(f"{Series.of(p.row).label()} {p.row['image_size']} px batch "
+                 f"{p.row['batch_size']} {p.row['data']}"), escape(p.status),
+          '<div class="reason">' + escape(p.why) + "</div>", escape(p.figures)]
+         for p in found],
+        attrs=' id="failures"') + "</section>")
 
 
 def hardware_html(groups: list) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
-from infersweep.reports.rows import above_peak_note, status_line
+from infersweep.reports.rows import above_peak_note, problems, status_line
 from infersweep.reports.summary import build_summary, markdown_lines
 from infersweep.results import result as resultmod
 
@@ -126,16 +126,17 @@ def _method(rows: list[dict], baseline: str, peaks: dict) -> list[str]:
 
 
 def _problems(rows: list[dict]) -> list[str]:
-    problems = [r for r in rows if r["status"] != "ok" or r["warnings"]]
-    if not problems:
+    found = problems(rows)
+    if not found:
         return []
-    lines = ["", "## Cases that did not run cleanly", "", "| case | status | reason |",
-             "|---|---|---|"]
-    for r in problems:
+    lines = ["", "## Cases that did not run cleanly", "",
+             "Untrusted rows keep their figures here but get no speedup and never rank as "
+             "fastest.", "", "| case | status | reason | figures |", "|---|---|---|---|"]
+    for p in found:
+        r = p.row
         label = (f"{r['backend']} {r['device']} {r['precision']} {r['image_size']}px "
                  f"bs{r['batch_size']} {r['data']}")
-        why = r["reason"] or f"warning: {r['warnings']}"
-        lines.append(f"| {label} | {r['status']} | {_text(why)} |")
+        lines.append(f"| {label} | {p.status} | {_text(p.why)} | {_text(p.figures)} |")
     return lines
 
 

@@ -3,6 +3,10 @@ the device's peak, per machine when a sweep ran on several, and the count of row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from infersweep.backends import registry
+from infersweep.grid.baseline import Baseline, parse_baseline
 from infersweep.results.result import Result
 
 SPEEDUP_KEY = ("model", "weights", "device", "precision", "image_size", "batch_size", "data",
@@ -37,33 +41,79 @@ def above_peak_note(rows: list[dict]) -> str | None:
             "rows with each other, not with 100%.")
 
 
-def rows_with_speedup(results: list[Result], baseline: str) -> list[dict]:
-    """Rows with speedup = baseline median / case median, matched on everything but the backend.
+DISAGREES = "outputs disagree with the fp32 reference"
 
-    A row without an ok baseline row at the same device, precision, size, batch, data and scope
-    gets no speedup: never one relative to an arbitrary other row. Where the baseline ran with
-    several option sets (torch with and without channels_last), each baseline row is its own
-    reference and other backends get none.
+
+def untrusted_reason(row: dict) -> str:
+    """Why an ok row's figures cannot be trusted, or "": its outputs disagree with the fp32
+    reference beyond its precision's threshold (probes/agreement.py), or its measurement was
+    disturbed (the ``noise`` column of the contention guard, when there is one). Such a row is
+    shown with its figures among the cases that did not run cleanly, and never gets a speedup,
+    serves as a baseline, ranks, or is named fastest."""
+    reasons = []
+    if row.get("disagrees") or any(w.startswith(DISAGREES)
+                                   for w in (row.get("warnings") or "").split("; ")):
+        reasons.append(DISAGREES)
+    if row.get("noise"):
+        reasons.append(f"noisy measurement: {row['noise']}")
+    return "; ".join(reasons)
+
+
+def trusted(row: dict) -> bool:
+    """An ok row with a latency whose figures can be compared and ranked."""
+    return (row["status"] == "ok" and row["latency_ms_median"] is not None
+            and not untrusted_reason(row))
+
+
+def baseline_of(baseline) -> Baseline:
+    """The Baseline of a --baseline text (or a Baseline as it is). A stored run may name a
+    backend that is not installed here: then it is matched by name only."""
+    if isinstance(baseline, Baseline):
+        return baseline
+    known = dict(registry())
+    name = str(baseline).partition("[")[0].strip()
+    known.setdefault(name, None)
+    return parse_baseline(baseline, known)
+
+
+def describe_baseline(row: dict) -> str:
+    """A baseline row by backend and options: 'torch (channels_last=false)'."""
+    options = (row.get("options") or "").replace(",", ", ")
+    return f"{row['backend']} ({options})" if options else row["backend"]
+
+
+def rows_with_speedup(results: list[Result], baseline) -> list[dict]:
+    """Rows with speedup = baseline median / case median, matched on everything but the backend
+    and its options; ``baseline``: a backend, or BACKEND[OPTION=VALUE] (grid/baseline.py).
+
+    A row without a trusted ok baseline row at the same device, precision, size, batch, data and
+    scope gets no speedup: never one relative to an arbitrary other row. Where several baseline
+    rows fit (e.g. torch with and without channels_last), a baseline row is its own reference
+    (it matches on its options) and the other rows' speedup stays empty, the ``baseline`` column
+    saying why and naming them: choose one with --baseline.
     """
+    chosen = baseline_of(baseline)
     rows = [r.row() for r in results]
-    base: dict[tuple, dict[str, float]] = {}  # key -> the baseline's options -> its median
+    candidates: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r["backend"] == baseline and r["status"] == "ok":
-            base.setdefault(tuple(r[k] for k in SPEEDUP_KEY), {})[r["options"]] = \
-                r["latency_ms_median"]
+        if trusted(r) and chosen.matches(r["backend"], r["options"] or ""):
+            candidates.setdefault(tuple(r[k] for k in SPEEDUP_KEY), []).append(r)
     for row in rows:
-        by_options = base.get(tuple(row[k] for k in SPEEDUP_KEY), {})
-        # A baseline row is its own reference; another backend's options are its own, so it is
-        # matched only where the baseline ran with one option set (else: which one is undefined).
-        if row["backend"] == baseline:
-            reference = by_options.get(row["options"])
-        else:
-            reference = next(iter(by_options.values())) if len(by_options) == 1 else None
-        if row["status"] == "ok" and reference:
-            row["speedup"] = reference / row["latency_ms_median"]
-            row["baseline"] = baseline
+        if not trusted(row):
+            continue
+        found = candidates.get(tuple(row[k] for k in SPEEDUP_KEY), [])
+        if len(found) > 1:  # a row of the baseline itself is matched on its own options
+            found = [r for r in found if r is row] or found
+        if len(found) == 1:
+            row["speedup"] = found[0]["latency_ms_median"] / row["latency_ms_median"]
+            row["baseline"] = describe_baseline(found[0])
+        elif found:
+            names = ", ".join(sorted(describe_baseline(r) for r in found))
+            example = sorted(found, key=describe_baseline)[0]["options"]
+            row["baseline"] = (f"ambiguous baseline: {names}; choose one with --baseline, e.g. "
+                               f"'{chosen.backend}[{example}]'")
     rows.sort(key=lambda r: (r["model"], r["device"], r["precision"], r["data"], r["image_size"],
-                             r["batch_size"], r["backend"] != baseline, r["backend"]))
+                             r["batch_size"], r["backend"] != chosen.backend, r["backend"]))
     return rows
 
 
@@ -103,3 +153,40 @@ def status_line(rows: list[dict]) -> str:
     """'3 ok, 1 timeout': how the reports and the CLI say what happened."""
     return ", ".join(f"{n} {status}" for status, n in status_counts(rows).items())
 # pragma: no mutate end
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row that did not run cleanly, as report.md and report.html list it."""
+    row: dict
+    status: str  # the row's status; "ok, untrusted" for an ok row whose figures are not trusted
+    why: str
+    figures: str  # what was measured all the same: median, throughput, agreement
+
+
+def problems(rows: list[dict]) -> list[Problem]:
+    """Failed rows, untrusted rows (with their figures, excluded from speedups and rankings),
+    and rows with warnings."""
+    out = []
+    for r in rows:
+        untrusted = untrusted_reason(r) if r["status"] == "ok" else ""
+        if r["status"] == "ok" and not untrusted and not r["warnings"]:
+            continue
+        status = "ok, untrusted" if untrusted else r["status"]
+        why = r["reason"] or (f"untrusted, not ranked and without speedup: {untrusted}"
+                              if untrusted else "")
+        if r["warnings"]:
+            why = f"{why}; warning: {r['warnings']}" if why else f"warning: {r['warnings']}"
+        out.append(Problem(r, status, why, _figures(r)))
+    return out
+
+
+def _figures(r: dict) -> str:
+    parts = []
+    if r.get("latency_ms_median") is not None:
+        parts.append(f"median {r['latency_ms_median']:.3f} ms")
+    if r.get("throughput_ips") is not None:
+        parts.append(f"{r['throughput_ips']:.1f} img/s")
+    if r.get("cosine") is not None:
+        parts.append(f"cosine {r['cosine']:.5f}")
+    return ", ".join(parts)

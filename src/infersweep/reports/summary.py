@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from infersweep.reports.rows import baseline_of, trusted
+
 # "Optimal batch": the smallest batch reaching 95% of the best throughput seen. Past that point a
 # bigger batch buys little throughput and costs latency and memory.
 ENOUGH = 0.95
@@ -51,6 +53,12 @@ def varying_fields(rows: list[dict]) -> set[str]:
 def measured(rows: list[dict]) -> list[dict]:
     """Rows with a throughput: ok and with samples."""
     return [r for r in rows if r["status"] == "ok" and r["throughput_ips"] is not None]
+
+
+def ranked(rows: list[dict]) -> list[dict]:
+    """Rows that may rank (fastest, optimal batch): measured and trusted (rows.untrusted_reason:
+    no disagreement with the reference, no noise flag)."""
+    return [r for r in measured(rows) if trusted(r)]
 
 
 @dataclass
@@ -101,7 +109,7 @@ def batch_curves(rows: list[dict]) -> list[BatchCurve]:
         groups.setdefault((Series.of(r), r["image_size"]), []).append(r)
     curves = []
     for (series, size), group in sorted(groups.items()):
-        ok = sorted(measured(group), key=lambda r: r["batch_size"])
+        ok = sorted(ranked(group), key=lambda r: r["batch_size"])
         if not ok:
             continue
         largest = ok[-1]["batch_size"]
@@ -140,7 +148,7 @@ def _runtime(r: dict, several_models: bool) -> str:
 def fastest_configs(rows: list[dict]) -> list[Fastest]:
     best: dict[tuple, dict] = {}
     several = len({r["model"] for r in rows}) > 1
-    for r in measured(rows):
+    for r in ranked(rows):
         key = (r["device"], r["precision"], r["image_size"], r["data"], r["model"])
         if key not in best or r["throughput_ips"] > best[key]["throughput_ips"]:
             best[key] = r
@@ -204,11 +212,12 @@ def speedup_findings(rows: list[dict], baseline: str, env: dict,
     """
     groups: dict[tuple, list[dict]] = {}
     several = len({r["model"] for r in rows}) > 1
-    for r in measured(rows):
+    baseline = baseline_of(baseline).backend
+    for r in ranked(rows):
         if r["backend"] != baseline:
             groups.setdefault((_runtime(r, several), r["device"], r["precision"]), []).append(r)
     found, missing = [], []
-    shown = any(r["backend"] == baseline for r in measured(rows))
+    shown = any(r["backend"] == baseline for r in ranked(rows))
     if baseline_ok is None:
         baseline_ok = shown
     if groups and not baseline_ok:

@@ -1,4 +1,6 @@
-"""How long cases took, kept across runs in the cache directory, for `plan`'s time estimates.
+"""How long cases took, kept across runs in the cache directory, for `plan`'s time estimates,
+and how far per-process medians of one case have moved between worker processes on this machine
+(--repeats), for `compare` to say how much noise a single-process comparison cannot see.
 
 One JSON line per finished case (append-only, so concurrent runs and kills cannot corrupt
 earlier lines; a torn last line is skipped when read).
@@ -7,7 +9,10 @@ earlier lines; a torn last line is skipped when read).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from infersweep.artefacts.cache import cache_root
 from infersweep.results.result import Result
@@ -17,13 +22,16 @@ def _path() -> Path:
     return cache_root() / "history.jsonl"
 
 
-def record(result: Result) -> None:
+def record(result: Result, process_medians_ms: list[float] | None = None) -> None:
+    """One process's result; ``process_medians_ms``: the case's per-process medians so far."""
     if result.wall_s is None:
         return
     _path().parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"case_id": result.case.case_id, "wall_s": round(result.wall_s, 3),
-                       "status": result.status, "quick": result.quick,
-                       "finished_at": result.finished_at})
+    entry = {"case_id": result.case.case_id, "wall_s": round(result.wall_s, 3),
+             "status": result.status, "quick": result.quick, "finished_at": result.finished_at}
+    if process_medians_ms and len(process_medians_ms) >= 2:
+        entry["process_medians_ms"] = [round(m, 6) for m in process_medians_ms]
+    line = json.dumps(entry)
     with open(_path(), "a") as f:
         f.write(line + "\n")
 
@@ -43,3 +51,42 @@ def wall_times(quick: bool = False) -> dict[str, float]:
     except OSError:
         pass
     return times
+
+
+@dataclass(frozen=True)
+class ProcessNoise:
+    """How far per-process medians of one case moved on this machine, over the cases that were
+    measured with --repeats (the latest entry of each case)."""
+    cases: int
+    median_spread: float  # median over cases of (max - min) / median of the process medians
+    max_spread: float
+
+
+def process_noise() -> ProcessNoise | None:
+    """None where no case has been measured with --repeats 2 or more here."""
+    latest: dict[str, list[float]] = {}
+    for entry in _entries():
+        medians = entry.get("process_medians_ms")
+        if isinstance(medians, list) and len(medians) >= 2:
+            latest[entry["case_id"]] = medians  # later entries of a case supersede earlier
+    spreads = [(max(m) - min(m)) / float(np.median(m)) for m in latest.values()
+               if float(np.median(m)) > 0]
+    if not spreads:
+        return None
+    return ProcessNoise(len(spreads), float(np.median(spreads)), float(max(spreads)))
+
+
+def _entries() -> list[dict]:
+    out = []
+    try:
+        with open(_path()) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(entry, dict) and "case_id" in entry:
+                    out.append(entry)
+    except OSError:
+        pass
+    return out

@@ -17,6 +17,7 @@ from infersweep.case import Case
 from infersweep.measure.stats import summarize
 from infersweep.probes import registry
 from infersweep.probes.base import Column
+from infersweep.results.repeats import process_stats
 
 STATUSES = ("ok", "failed", "crashed", "oom", "timeout", "unsupported", "unavailable")
 # Statuses that mean "this case was attempted and went wrong": re-run by --retry-failed.
@@ -34,6 +35,9 @@ COLUMNS: list[Column] = [
     _C("setup_s", "setup (s)", ".2f", " s", in_table=False),
     _C("first_iter_ms", "first run (ms)", ".3f", " ms", in_table=False),
     _C("iterations", "iterations", "d", in_table=False),
+    # --repeats: worker processes that measured the case, and each one's median.
+    _C("repeats", "repeats", "d"),
+    _C("process_medians_ms", "process medians (ms)", in_table=False),
     _C("latency_ms_mean", "latency mean (ms)", ".3f", " ms", in_table=False),
     _C("latency_ms_median", "latency median (ms)", ".3f", " ms"),
     _C("latency_ms_trimmed", "latency trimmed mean (ms)", ".3f", " ms", in_table=False),
@@ -103,7 +107,8 @@ class Result:
     setup_s: float | None = None
     first_iter_ms: float | None = None
     warmup_iterations: int | None = None
-    samples_ms: list[float] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list)  # every process's, pooled
+    process_medians_ms: list[float] = field(default_factory=list)  # one per process (--repeats)
     pipelined_ips: float | None = None  # GPU: N back-to-back launches, one synchronize
     measured: dict = field(default_factory=dict)  # probe column -> value (probes/*.py)
     quick: bool = False  # measured with --quick
@@ -157,7 +162,16 @@ class Result:
                 latency_ms_max=s.max, latency_ms_p90=s.p90, latency_ms_p99=s.p99,
                 latency_ms_ci_low=s.ci_low, latency_ms_ci_high=s.ci_high,
                 per_image_ms=s.median / batch, throughput_ips=batch * 1000.0 / s.median,
+                repeats=max(1, len(self.process_medians_ms)),
+                process_medians_ms=list(self.process_medians_ms) or [s.median],
             )
+            if len(self.process_medians_ms) >= 2:
+                # Between processes (results/repeats.py): the median of the process medians,
+                # and an interval that includes process-to-process noise.
+                p = process_stats(self.process_medians_ms)
+                row.update(latency_ms_median=p.median, latency_ms_ci_low=p.ci_low,
+                           latency_ms_ci_high=p.ci_high, per_image_ms=p.median / batch,
+                           throughput_ips=batch * 1000.0 / p.median)
             for probe in registry():
                 row.update(probe.derive(row))
         return row
