@@ -192,7 +192,8 @@ def test_the_agreement_probe_keys_the_reference_on_the_batch_it_ran(monkeypatch)
     assert key == {"model": "resnet18", "weights": "random-seed3", "data": "samples",
                    "image_size": 48, "batch_size": 2, "seed": 3}
     assert reading.fields == {"max_abs_err": pytest.approx(math.sqrt(1 - 0.98 ** 2)),
-                              "cosine": pytest.approx(0.98), "top1_agreement": 1.0}
+                              "cosine": pytest.approx(0.98), "top1_agreement": 1.0,
+                              "disagrees": True}  # 0.98 < fp16's 0.99: the row is untrusted
     assert len(reading.warnings) == 1 and "< 0.99 for fp16" in reading.warnings[0]
     assert agreement.ReferenceAgreement().applies(ctx)
     assert not agreement.ReferenceAgreement().applies(

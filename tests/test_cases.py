@@ -15,7 +15,7 @@ FIXED = Case(model="resnet18", weights="random(seed=0)", backend="torch", device
 
 
 def _spec(**kw) -> Spec:
-    base = dict(model="resnet18", backends=("torch", "onnxruntime"), devices=("cpu", "cuda"),
+    base = dict(models=("resnet18",), backends=("torch", "onnxruntime"), devices=("cpu", "cuda"),
                 precisions=("fp32", "fp16", "bf16"), sizes=(32, 224), batches=(1, 8, 32),
                 data=("synthetic", "/imgs"), seed=3)
     base.update(kw)

@@ -21,6 +21,10 @@ from infersweep.case import Case
 
 TORCH_PRECISIONS = {"cpu": ("fp32", "bf16", "amp"), "cuda": ("fp32", "fp16", "bf16", "amp")}
 
+# Options every torch-family backend has; cudnn_benchmark only means something on CUDA.
+TORCH_OPTIONS = {"channels_last": False, "cudnn_benchmark": True}
+TORCH_OPTION_DEVICES = {"cudnn_benchmark": ("cuda",)}
+
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "amp": "float32"}
 
 
@@ -60,6 +64,10 @@ class TorchSession(Session):
         if case.precision == "amp":
             self.info["autocast_dtype"] = str(self.autocast_dtype).replace("torch.", "")
         if self.is_cuda:
+            # Equal footing: cuDNN autotuning is torch's documented best practice for fixed
+            # shapes, as ONNX Runtime gets its exhaustive cuDNN search (option: cudnn_benchmark).
+            torch.backends.cudnn.benchmark = options_of(case).get("cudnn_benchmark",
+                                                                  "true") == "true"
             self.info.update(tf32_state())
             self.info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 
 from infersweep.backends.base import Backend, options_of
-from infersweep.backends.torch_common import TORCH_PRECISIONS, TorchSession
+from infersweep.backends.torch_common import (TORCH_OPTION_DEVICES, TORCH_OPTIONS,
+                                              TORCH_PRECISIONS, TorchSession)
 from infersweep.case import Case
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -69,8 +70,8 @@ class TorchCompile(Backend):
 BACKENDS = [TorchCompile(
     name="torch-compile", devices=("cpu", "cuda"), precisions=TORCH_PRECISIONS,
     packages=("torch", "torchvision"), install_hint="pip install torch torchvision",
-    option_defaults={"mode": "default", "cudagraphs": "auto", "channels_last": False},
+    option_defaults={"mode": "default", "cudagraphs": "auto", **TORCH_OPTIONS},
     option_choices={"mode": MODES, "cudagraphs": ("auto", "true", "false")},
-    option_devices={"cudagraphs": ("cuda",)},
+    option_devices={"cudagraphs": ("cuda",), **TORCH_OPTION_DEVICES},
     memory_allocator="torch",
 )]

@@ -4,7 +4,8 @@ precisions and the session)."""
 from __future__ import annotations
 
 from infersweep.backends.base import Backend
-from infersweep.backends.torch_common import TORCH_PRECISIONS, TorchSession
+from infersweep.backends.torch_common import (TORCH_OPTION_DEVICES, TORCH_OPTIONS,
+                                              TORCH_PRECISIONS, TorchSession)
 from infersweep.case import Case
 
 
@@ -16,6 +17,6 @@ class TorchEager(Backend):
 BACKENDS = [TorchEager(
     name="torch", devices=("cpu", "cuda"), precisions=TORCH_PRECISIONS,
     packages=("torch", "torchvision"), install_hint="pip install torch torchvision",
-    option_defaults={"channels_last": False},
+    option_defaults=dict(TORCH_OPTIONS), option_devices=dict(TORCH_OPTION_DEVICES),
     memory_allocator="torch",
 )]
