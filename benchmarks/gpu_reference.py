@@ -44,6 +44,7 @@ def reference(kind: str, precision: str, batch: int, onnx_path: str) -> dict:
     if kind in ("eager", "compile"):
         import torchvision
 
+        torch.backends.cudnn.benchmark = True  # as infersweep's torch default on CUDA
         torch.manual_seed(0)
         model = torchvision.models.resnet18().eval().cuda().half()
         model = model.to(memory_format=torch.channels_last)
