@@ -82,7 +82,8 @@ def test_pair_to_dict_is_every_figure():
                  "b": {**case().to_dict(), "case_id": case().case_id}, "a_status": "ok",
                  "b_status": "ok", "a_median_ms": p.a_median_ms, "b_median_ms": p.b_median_ms,
                  "a_samples": 60, "b_samples": 60, "ratio": p.ratio, "ci_low": p.ci_low,
-                 "ci_high": p.ci_high, "change_pct": p.change_pct, "verdict": SLOWER, "note": ""}
+                 "ci_high": p.ci_high, "change_pct": p.change_pct, "verdict": SLOWER, "note": "",
+                 "a_repeats": 1, "b_repeats": 1, "interval_from": "within one process"}
     assert d["ratio"] == pytest.approx(2.0)
 
 
@@ -272,7 +273,7 @@ def test_warmup_compares_the_last_window_only(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock.ns / 1e9,
                                                         perf_counter_ns=lambda: clock.ns))
-    settings = timing.MeasureSettings(warmup_max_s=5.0)
+    settings = timing.MeasureSettings(warmup_max_s=5.0, warmup_min_s=0.0)  # windows alone
     # 10 | 20 | 22 ...: window 3 is 10% off window 2 (windows 2+3 together would be 5% off)
     run = clock.runner(lambda i: 10.0 if i < 3 else 20.0 if i < 6 else 22.0)
     assert timing.warm_up(run, settings) == (12, [])

@@ -58,7 +58,7 @@ def test_speedup_relative_to_torch(sweep):
            for r in rows}
     for r in rows:
         key = (r["image_size"], r["batch_size"])
-        assert r["baseline"] == "torch"
+        assert r["baseline"] == "torch (channels_last=false)"  # the baseline and its options
         assert float(r["speedup"]) == pytest.approx(med[("torch", *key)] / med[(r["backend"], *key)])
 
 

@@ -201,7 +201,8 @@ def test_readme_states_the_quick_settings_the_code_uses():
 
     assert (f"| `--quick` | | exploring: ±{q['target_ci']:.0%} target; timed phase "
             f"{q['min_time_s']:g}–{q['max_time_s']:g} s and at least {q['min_iterations']} runs, "
-            f"warmup at most {q['warmup_max_s']:g} s per case (preparation such as exports and "
+            f"warmup {q['min_time_s']:g}–{q['warmup_max_s']:g} s per case (preparation such as "
+            "exports and "
             "compiles comes on top; measurement flags given with it win); rows are marked quick "
             "and never count as done for a full run |") in README.splitlines()
 
