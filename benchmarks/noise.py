@@ -7,6 +7,13 @@ sweeps measure the same build on the same machine, so any verdict is noise passi
 Fast settings (small images, 0.2-0.5 s timed per process) keep it to a few minutes on 2 cores.
 Also prints the same comparison judged from a single process per case (the first process of
 each side, as a sweep without --repeats would have measured): what --repeats buys.
+
+    .venv/bin/python benchmarks/noise.py --busy 2 [--repeats 1]
+
+instead runs one quiet sweep and the same sweep with N busy processes (`while True: pass`)
+started beside it, and prints how many of the busy sweep's rows the contention guard flagged
+(the `noise` column), how many it re-measured, and how far the kept medians are from the quiet
+sweep's: what the re-measure recovered.
 """
 
 from __future__ import annotations
@@ -43,7 +50,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batches", default="1,2,4,8")
     parser.add_argument("--keep", type=Path, help="write the two runs here and keep them")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="busy processes beside the second sweep (the contention guard)")
     args = parser.parse_args()
+    if args.busy:
+        return busy(args)
     with tempfile.TemporaryDirectory(prefix="infersweep-noise-") as tmp:
         where = args.keep or Path(tmp)
         a, b = where / "a", where / "b"
@@ -84,3 +95,39 @@ def _first_process(run: Path, case_id: str) -> float:
 
 if __name__ == "__main__":
     main()
+
+
+def _rows(run: Path) -> dict[str, dict]:
+    return {r["case_id"]: r for r in json.loads((run / "results.json").read_text())["results"]}
+
+
+def busy(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="infersweep-noise-") as tmp:
+        where = args.keep or Path(tmp)
+        quiet, loaded = where / "quiet", where / "busy"
+        walls = [sweep(quiet, args)]
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(args.busy)]
+        try:
+            walls.append(sweep(loaded, args))
+        finally:
+            for hog in hogs:
+                hog.kill()
+        print(f"quiet sweep {walls[0]:.0f} s; sweep beside {args.busy} busy processes "
+              f"{walls[1]:.0f} s")
+        calm, rows = _rows(quiet), _rows(loaded)
+        flagged = remeasured = recovered = 0
+        for cid, row in rows.items():
+            info = row["info"] or {}
+            times = info.get("remeasured", 0)
+            flagged += bool(row.get("noise")) or bool(times)
+            remeasured += bool(times)
+            recovered += bool(times) and not row.get("noise")
+            ratio = row["latency_ms_median"] / calm[cid]["latency_ms_median"]
+            note = f"  (re-measured {times}x; before: {info.get('noise_remeasured')})" \
+                if times else ""
+            print(f"  {row['backend']:<12} {row['image_size']:>3}px bs{row['batch_size']:<2} "
+                  f"busy/quiet median {ratio:5.2f}  noise: {row.get('noise') or '-'}{note}")
+        print(f"{flagged} of {len(rows)} cases were measured while contended (flagged, or "
+              f"flagged and re-measured); {remeasured} re-measured, {recovered} of them clean "
+              f"on the re-measure; {len(rows) - flagged} never flagged")

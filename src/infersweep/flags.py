@@ -56,7 +56,8 @@ def _option(name: str, kind, help: str, default=None, **kw) -> Flag:
 FLAGS = (
     Flag("spec_file", Annotated[Optional[Path], typer.Argument(
         help="sweep.toml (flags override it)")], in_spec=False),
-    _option("model", str, "torchvision model name (default: resnet18)"),
+    _option("model", str, "comma list: torchvision name, timm:NAME, PATH.py:FUNCTION, "
+            "module:FUNCTION or PATH.onnx (default: resnet18)"),
     _option("weights", str,
             "local state_dict; may contain {size} (default: random init, fixed seed)"),
     _option("backends", str, "comma list (default: torch,onnxruntime)"),
