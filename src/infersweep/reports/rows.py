@@ -21,6 +21,7 @@ def add_utilization(rows: list[dict], peaks: dict) -> None:
             row["utilization_pct"] = 100.0 * row["achieved_tflops"] / peak["tflops"]
 
 
+# pragma: no mutate start (make mutate: how reports mark and explain a utilisation over 100%)
 def above_peak(row: dict) -> bool:
     return (row.get("utilization_pct") or 0) > 100
 
@@ -39,6 +40,7 @@ def above_peak_note(rows: list[dict]) -> str | None:
             "measured peak. That peak is the best matrix product a library reached on this "
             "machine, a lower bound of what the hardware can do, not its limit; compare such "
             "rows with each other, not with 100%.")
+# pragma: no mutate end
 
 
 DISAGREES = "outputs disagree with the fp32 reference"
@@ -155,6 +157,7 @@ def status_line(rows: list[dict]) -> str:
 # pragma: no mutate end
 
 
+# pragma: no mutate start (make mutate: how reports list the rows that did not run cleanly)
 @dataclass(frozen=True)
 class Problem:
     """A row that did not run cleanly, as report.md and report.html list it."""
@@ -190,3 +193,4 @@ def _figures(r: dict) -> str:
     if r.get("cosine") is not None:
         parts.append(f"cosine {r['cosine']:.5f}")
     return ", ".join(parts)
+# pragma: no mutate end
