@@ -93,9 +93,6 @@ def _first_process(run: Path, case_id: str) -> float:
     return next(r for r in rows if r["case_id"] == case_id)["process_medians_ms"][0]
 
 
-if __name__ == "__main__":
-    main()
-
 
 def _rows(run: Path) -> dict[str, dict]:
     return {r["case_id"]: r for r in json.loads((run / "results.json").read_text())["results"]}
@@ -131,3 +128,7 @@ def busy(args) -> None:
         print(f"{flagged} of {len(rows)} cases were measured while contended (flagged, or "
               f"flagged and re-measured); {remeasured} re-measured, {recovered} of them clean "
               f"on the re-measure; {len(rows) - flagged} never flagged")
+
+
+if __name__ == "__main__":
+    main()
