@@ -38,19 +38,8 @@ def record(result: Result, process_medians_ms: list[float] | None = None) -> Non
 
 def wall_times(quick: bool = False) -> dict[str, float]:
     """The latest wall time of each case measured in the same mode (quick or full)."""
-    times: dict[str, float] = {}
-    try:
-        with open(_path()) as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if entry.get("quick", False) == quick:
-                    times[entry["case_id"]] = entry["wall_s"]
-    except OSError:
-        pass
-    return times
+    return {entry["case_id"]: entry["wall_s"] for entry in _entries()
+            if entry.get("quick", False) == quick and "wall_s" in entry}
 
 
 @dataclass(frozen=True)
