@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from infersweep import plugins
 from infersweep.case import Case
 from infersweep.run.local import WorkerSlot
 from infersweep.run.protocol import WorkerJob
@@ -55,7 +56,7 @@ UNSTARTED_LOSSES = 2
 NO_NODE_WAIT_S = 120.0  # CPU groups left and no node with CPUs for this long: give up
 LOG_SHIP_CHARS = 1 << 20
 LOCAL_OBJECT_STORE_BYTES = 128 << 20  # only small events travel through the object store
-FORWARDED_ENV = ("INFERSWEEP_BACKEND_MODULES",)  # to the workers of an existing cluster
+FORWARDED_ENV = plugins.ENV_VARS  # plugin modules, to the workers of an existing cluster
 
 
 class RayUnavailable(RuntimeError):
