@@ -18,6 +18,7 @@ from infersweep.probes.flops import Flops
 from infersweep.probes.gpu_memory import GpuMemory
 from infersweep.results import result as result_module
 from infersweep.results.result import Result
+from resident import resident_block
 
 CPU = Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 32, 4, "synthetic")
 CUDA = Case("resnet18", "random(seed=0)", "torch", "cuda", "fp16", 32, 4, "synthetic")
@@ -60,10 +61,9 @@ def test_cpu_memory_baseline_and_peak_on_the_cpu_only_baseline_on_cuda():
     probe.start_group(_ctx())
     probe.before(_ctx())
     before_hog = rss_mb()  # the test process's RSS moves: compare with it here, not at start
-    hog = bytearray(64 << 20)  # touched: 64 MB more resident than just before
-    hog[::4096] = b"x" * len(hog[::4096])
+    hog = resident_block(64)  # fresh pages: 64 MB more resident than just before
     cpu = probe.after(_ctx()).fields
-    del hog
+    hog.close()
     assert cpu["peak_memory_mb"] > before_hog + 60
     assert cpu["memory_source"] == SOURCE_CPU_PEAK or cpu["memory_source"].startswith("cpu:")
     assert probe.after(_ctx(CUDA)).fields == {"baseline_memory_mb": cpu["baseline_memory_mb"]}

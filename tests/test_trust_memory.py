@@ -9,6 +9,7 @@ from infersweep.probes import ProbeContext
 from infersweep.probes import cpu_memory
 from infersweep.probes.cpu_memory import SOURCE_CPU_PEAK, CpuMemory
 from infersweep.probes.gpu_memory import GpuMemory
+from resident import resident_block
 
 CPU = Case("resnet18", None, "torch", "cpu", "fp32", 32, 1, "synthetic")
 CUDA = Case("resnet18", None, "onnxruntime", "cuda", "fp32", 32, 1, "synthetic")
@@ -20,10 +21,8 @@ def _ctx(case=CPU, allocator="torch") -> ProbeContext:
                         case=case)
 
 
-def _touch(mb: int) -> bytearray:
-    block = bytearray(mb << 20)
-    block[::4096] = b"x" * len(block[::4096])  # resident, not just reserved
-    return block
+def _touch(mb: int):
+    return resident_block(mb)  # fresh pages: malloc could reuse pages the process holds
 
 
 def test_cpu_setup_peak_is_apart_from_the_timed_loop_peak():
@@ -31,13 +30,13 @@ def test_cpu_setup_peak_is_apart_from_the_timed_loop_peak():
     probe.start_group(_ctx())
     probe.begin(_ctx())
     export = _touch(300)  # a transient of preparation (an export), freed before timing
-    del export
+    export.close()
     probe.before(_ctx())
     probe.after_warmup(_ctx())
     at_reset = cpu_memory.rss_mb()  # the window opens here (the test process's RSS moves)
     steady = _touch(50)  # what the timed loop holds
     fields = probe.after(_ctx()).fields
-    del steady
+    steady.close()
     assert fields["memory_source"] == SOURCE_CPU_PEAK
     assert fields["setup_peak_memory_mb"] > fields["peak_memory_mb"] + 200
     assert fields["peak_memory_mb"] > at_reset + 40
@@ -48,7 +47,7 @@ def test_cpu_setup_peak_is_the_first_window_when_the_timed_phase_is_repeated():
     probe.start_group(_ctx())
     probe.begin(_ctx())
     first = _touch(200)
-    del first
+    first.close()
     probe.after_warmup(_ctx())
     probe.after_warmup(_ctx())  # a re-measured timed phase opens its window again
     fields = probe.after(_ctx()).fields
