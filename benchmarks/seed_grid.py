@@ -1,0 +1,135 @@
+"""The original grid on one GPU: cold, warm, and the old path, with each case's median side by side.
+
+    PYTHONPATH=src python3 benchmarks/seed_grid.py --root DIR --phase cold|warm|old|report
+
+The grid is the one from the report that started infersweep: resnet18, torch, torch-compile and
+onnxruntime on CUDA, fp32 and fp16, 224/256/384/512 px, batches 16/32/64: 72 cases. One phase per
+call, because a device command is capped at 10 minutes; the phases share DIR:
+- cold: an empty infersweep cache (ONNX exports, Inductor/Triton kernels, references) and a fresh
+  run directory, the default (fast) path: long-lived workers, a builder process;
+- warm: the same cache, a new run directory, the fast path;
+- old: the same warm cache, a new run directory, ``--worker-per-group`` (a fresh worker per group,
+  no builder: how every sweep ran before), so that its medians are the reference for the fast
+  path's and only the path differs;
+- report: wall time and where it went (measuring = warmup + timed runs, setup = export/compile/
+  session, harness = the rest) for each phase, then every case's warm median next to the old
+  path's, the ratio, and how many agree within 3%.
+Targets (issue 16): cold <= 300 s, warm <= 120 s, measuring >= 50% of the warm wall time.
+Each phase's wall time is the `infersweep run` process's, start to exit, measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GRID = ["--model", "resnet18", "--backends", "torch,torch-compile,onnxruntime",
+        "--devices", "cuda", "--precisions", "fp32,fp16", "--sizes", "224,256,384,512",
+        "--batches", "16,32,64"]
+AGREE = 0.03
+TARGETS = {"cold": 300.0, "warm": 120.0}
+
+
+def run_phase(root: Path, phase: str, extra: list[str]) -> None:
+    cache = root / "cache"
+    out = root / phase
+    if phase == "cold" and cache.exists():
+        shutil.rmtree(cache)
+    if out.exists():
+        shutil.rmtree(out)
+    env = {**os.environ, "INFERSWEEP_CACHE": str(cache)}
+    flags = ["--worker-per-group"] if phase == "old" else []
+    cmd = [sys.executable, "-m", "infersweep", "run", *GRID, "--out", str(out), *flags, *extra]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    wall = time.monotonic() - start
+    (root / f"{phase}.log").write_text(proc.stdout)
+    (root / f"{phase}.wall").write_text(json.dumps({"wall_s": wall, "rc": proc.returncode,
+                                                    "cmd": cmd}))
+    print(f"{phase}: exit {proc.returncode} in {wall:.1f} s; last lines:")
+    print("\n".join(proc.stdout.strip().splitlines()[-4:]))
+
+
+def rows(root: Path, phase: str) -> dict[str, dict]:
+    results = json.loads((root / phase / "results.json").read_text())["results"]
+    return {r["case_id"]: r for r in results}
+
+
+def split(root: Path, phase: str) -> dict:
+    """Wall time of the phase and where it went, from the rows it wrote."""
+    wall = json.loads((root / f"{phase}.wall").read_text())["wall_s"]
+    measuring = setup = 0.0
+    ok = 0
+    for r in rows(root, phase).values():
+        setup += r.get("setup_s") or 0.0
+        if r["status"] != "ok":
+            continue
+        ok += 1
+        timed_ms = (r["iterations"] or 0) * (r["latency_ms_mean"] or 0.0)
+        warmup_ms = (r.get("info") or {}).get("warmup_ms") or 0.0
+        measuring += (timed_ms + warmup_ms + (r.get("first_iter_ms") or 0.0)) / 1000
+    return {"wall": wall, "measuring": measuring, "setup": setup,
+            "harness": wall - measuring - setup, "ok": ok}
+
+
+def label(r: dict) -> str:
+    return (f"{r['backend']:<13} {r['precision']} {r['image_size']:>3}px bs{r['batch_size']:<3}")
+
+
+def report(root: Path) -> int:
+    print(f"grid: {' '.join(GRID)}")
+    for phase in ("cold", "warm", "old"):
+        if not (root / f"{phase}.wall").exists():
+            print(f"{phase}: not run")
+            continue
+        s = split(root, phase)
+        target = TARGETS.get(phase)
+        verdict = "" if target is None else (
+            f"  target <= {target:.0f} s: {'MET' if s['wall'] <= target else 'MISSED'}")
+        print(f"{phase:>5}: {s['ok']} ok, wall {s['wall']:6.1f} s = measuring "
+              f"{s['measuring']:6.1f} s ({100 * s['measuring'] / s['wall']:4.1f}%), setup "
+              f"{s['setup']:6.1f} s ({100 * s['setup'] / s['wall']:4.1f}%), harness "
+              f"{s['harness']:6.1f} s ({100 * s['harness'] / s['wall']:4.1f}%){verdict}")
+    if not all((root / p / "results.json").exists() for p in ("warm", "old")):
+        return 1
+    warm, old = rows(root, "warm"), rows(root, "old")
+    ratios = []
+    print(f"\n{'case':<32} {'warm ms':>9} {'old ms':>9} {'ratio':>7}")
+    for case_id, w in sorted(warm.items(), key=lambda kv: label(kv[1])):
+        o = old.get(case_id)
+        if w["status"] != "ok" or not o or o["status"] != "ok":
+            print(f"{label(w):<32} {w['status']:>9} {(o or {}).get('status', '-'):>9}")
+            continue
+        ratio = w["latency_ms_median"] / o["latency_ms_median"]
+        ratios.append(ratio)
+        flag = "" if abs(ratio - 1) <= AGREE else "  <- differs by more than 3%"
+        print(f"{label(w):<32} {w['latency_ms_median']:9.3f} {o['latency_ms_median']:9.3f} "
+              f"{ratio:7.3f}{flag}")
+    within = sum(abs(r - 1) <= AGREE for r in ratios)
+    print(f"\n{within} of {len(ratios)} cases within 3% of the old path; median ratio "
+          f"{statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--phase", choices=("cold", "warm", "old", "report"), required=True)
+    args, extra = parser.parse_known_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    if args.phase == "report":
+        return report(args.root)
+    run_phase(args.root, args.phase, extra)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
