@@ -109,7 +109,7 @@ class GroupRunner:
                       **remeasure_info})
             if timing.discarded_iterations:  # a transient outlasted warmup: dropped, not hidden
                 result.info["drift_discarded_runs"] = timing.discarded_iterations
-            if case.device == "cuda" and case.scope == "compute":
+            if case.scope == "compute" and (case.device == "cuda" or self.session.pipelines):
                 median = statistics.median(timing.samples_ms)
                 result.pipelined_ips = pipelined_throughput(
                     lambda: self.session.launch(placed), lambda: self.session.run(placed),
