@@ -200,3 +200,87 @@ def test_resolved_options_fill_in_the_defaults():
         == {"performance_hint": "THROUGHPUT", "streams": 2, "threads": 0, "requests": 1}
     assert parse_options(backend.canonical_options({"requests": "1"}, "cpu")) == \
         {"performance_hint": "LATENCY"}
+
+
+# The report: which value won and by how much, on hand-made rows whose answer is known.
+
+def _row(options: str, batch: int, size: int, median: float, backend="onnxruntime", **extra):
+    from infersweep.results.result import CSV_COLUMNS
+
+    row = dict.fromkeys(CSV_COLUMNS)
+    row.update(model="resnet18", weights="random(seed=0)", backend=backend, device="cpu",
+               precision="fp32", image_size=size, batch_size=batch, data="synthetic",
+               scope="compute", options=options, status="ok", latency_ms_median=median,
+               throughput_ips=batch * 1000 / median, latency_ms_std=0.1,
+               case_id=f"{options}{batch}{size}", **extra)
+    return row
+
+
+def _threads_rows():
+    """6 configurations (3 batches x 2 sizes) of threads 1, 2 and the default 0: 2 wins five
+    times, 1 is always slowest; 1 over 2 is 1.31x in each, 0 over 2 is 1.1x."""
+    rows = []
+    for size in (32, 64):
+        for batch in (1, 2, 4):
+            base = 10.0 * batch * size
+            two = base * (1.2 if (size, batch) == (64, 4) else 1.0)  # 0 wins this one
+            rows += [_row("intra_op_num_threads=1", batch, size, base * 1.31),
+                     _row("intra_op_num_threads=2", batch, size, two),
+                     _row("", batch, size, base * 1.1)]
+    return rows
+
+
+def test_the_value_that_won_most_configurations_and_its_median_speedups():
+    from infersweep.reports.knobs import knob_findings
+
+    (finding,) = knob_findings(_threads_rows())
+    assert (finding.knob, finding.winner, finding.wins, finding.configurations,
+            finding.slowest) == ("intra_op_num_threads", "2", 5, 6, "1")
+    assert finding.over_slowest == pytest.approx(1.31)
+    assert finding.over_default == pytest.approx(1.1)
+    assert finding.sentence() == ("onnxruntime intra_op_num_threads: 2 wins in 5 of 6 "
+                                  "configurations, median 1.31x over 1, 1.10x over 0 "
+                                  "(the default)")
+
+
+def test_untrusted_rows_and_unswept_options_take_no_part():
+    from infersweep.reports.knobs import knob_findings, markdown_lines
+
+    rows = _threads_rows()
+    for row in rows:  # the threads=2 rows were measured on a busy machine
+        if row["options"] == "intra_op_num_threads=2":
+            row["noise"] = "contended: other processes used 1.5 of 2 cores"
+    rows.append(_row("channels_last=false", 1, 32, 5.0, backend="torch"))  # one value only
+    (finding,) = knob_findings(rows)
+    assert finding.sentence() == ("onnxruntime intra_op_num_threads: 0 wins in 6 of 6 "
+                                  "configurations, median 1.19x over 1")
+    assert knob_findings([r for r in rows if r["backend"] == "torch"]) == []
+    assert markdown_lines([]) == []
+
+
+def test_a_winner_within_noise_is_said_to_be_no_clear_winner():
+    from infersweep.reports.knobs import knob_findings
+
+    rows = [_row("execution_mode=parallel", 1, 32, 10.0), _row("", 1, 32, 10.2)]
+    (finding,) = knob_findings(rows)
+    assert finding.sentence() == ("onnxruntime execution_mode: parallel wins in 1 of 1 "
+                                  "configuration, median 1.02x over sequential (the default); "
+                                  "within 5%: no clear winner")
+
+
+def test_report_md_and_html_carry_the_knobs_section(tmp_path):
+    from infersweep.reports.formats import ReportContext
+    from infersweep.reports.html import html_text
+    from infersweep.reports.markdown import markdown_text
+
+    rows = _threads_rows()
+    env = {"host": "h", "cpu": "Test CPU", "cores_usable": 2, "cores_logical": 2,
+           "memory_gib": 1.0, "os": "linux", "python": "3.11", "packages": {}, "gpus": []}
+    text = markdown_text(ReportContext(out_dir=tmp_path, rows=rows, results=[], env=env,
+                                       baseline="torch", title="t"))
+    section = text.split("### Knobs\n", 1)[1].split("## Environment", 1)[0]
+    assert "- onnxruntime intra_op_num_threads: 2 wins in 5 of 6 configurations, median 1.31x " \
+           "over 1, 1.10x over 0 (the default)\n" in section
+    html = html_text(rows, env, "torch", "t", [])
+    assert ("<h3>Knobs</h3>" in html and "<li>onnxruntime intra_op_num_threads: 2 wins in 5 of 6 "
+            "configurations, median 1.31x over 1, 1.10x over 0 (the default)</li>" in html)
