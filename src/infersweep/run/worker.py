@@ -91,6 +91,7 @@ class GroupRunner:
                 self.session, self.batches, host_batch, placed)
             self.probes.hook("before", ctx)
             timing, remeasure_info = self._measure(ctx, self._step(case, host_batch, placed))
+            ctx.timing = timing  # probes count the timed runs (energy per image)
             # The last timed run's output, fetched now: a later run may overwrite its buffer
             # (IO binding, CUDA graphs). No extra run: at a large CPU batch it costs a second.
             if case.scope == "e2e" and self.batches.images is not None:
