@@ -79,9 +79,9 @@ def test_case_options_are_computed_once_and_fill_every_case():
     spec = build_spec({"backends": "torch,onnxruntime", "devices": "cpu,cuda",
                        "options": {"torch": {"channels_last": "true"}}})
     assert spec.case_options is spec.case_options  # cached on the Spec, not recomputed
-    assert spec.case_options["torch", "cpu"] == "channels_last=true"
+    assert spec.case_options["torch", "cpu"] == ("channels_last=true",)
     for case in expand(spec):
-        assert case.options == spec.case_options[case.backend, case.device]
+        assert (case.options,) == spec.case_options[case.backend, case.device]
     assert "case_options" not in spec.identity()
 
 

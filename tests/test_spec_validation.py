@@ -160,7 +160,8 @@ def test_the_base_arguments_are_valid(tmp_path):
 # exception, which would escape the CLI's `except SpecError` as a traceback.
 @pytest.mark.parametrize("text", [
     '[options]\ntorch = "x"\n', "[options]\ntorch = 5\n", "options = 5\n", 'options = ["a"]\n',
-    "[options]\ntorch = [1, 2]\n", "[options.torch]\nchannels_last = [1]\n",
+    "[options]\ntorch = [1, 2]\n", "[options.torch]\nchannels_last = [[1]]\n",
+    "[options.torch]\nchannels_last = []\n", "[options.torch]\nchannels_last = [true, 2]\n",
     "[options.torch]\nchannels_last = {a = 1}\n", "[options.nosuch]\nx = 1\n",
     "[options.torch]\nnosuch = 1\n", "scope = 5\n", "scope = [[1]]\n", "gpus = [true]\n",
     "gpus = [-1]\n", "gpus = [1.5]\n", "opset = 99\n", 'opset = "x"\n', "target_ci = 5\n",

@@ -11,12 +11,17 @@
 
 Backend options (``channels_last``, ``mode``...) are declared with their defaults; a case carries
 the full canonical option string, so they are part of its identity and visible in every row.
+Knobs added later (threads, graph optimisation level...) whose default is what the backend always
+did are ``implicit``: left out of the string while at their default, so the cases of sweeps that
+never set them keep their ids. A sweep gives an option several values as "1|2|4" (grid axes):
+``option_sets`` turns them into one canonical string per combination.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -30,6 +35,9 @@ class PrecisionError(RuntimeError):
 
 class Session:
     info: dict
+    # launch() returns before the result is complete, so back-to-back launches overlap: the
+    # worker measures pipelined throughput (always on CUDA; on the CPU where this is True).
+    pipelines: bool = False
 
     def place(self, batch: np.ndarray) -> Any:
         raise NotImplementedError
@@ -72,6 +80,14 @@ def options_of(case: Case) -> dict[str, str]:
     return parse_options(case.options)
 
 
+ALTERNATIVES = "|"  # --option "onnxruntime.intra_op_num_threads=1|2|4": three cases
+
+
+def alternatives(text: str) -> list[str]:
+    """The values of one option given as "a|b|c" (a single value: a list of one)."""
+    return [item.strip() for item in str(text).split(ALTERNATIVES)]
+
+
 @dataclass
 class Backend:
     name: str
@@ -87,6 +103,9 @@ class Backend:
     # stand-in for the GPU memory probe where NVML is unavailable. "": the allocator is not known.
     memory_allocator: str = ""
     runs_onnx_files: bool = False  # an ONNX file --model runs as is (ONNX backends)
+    option_minimum: dict = field(default_factory=dict)  # integer option -> smallest value
+    # Left out of the canonical string while at their default (see the module's docstring).
+    implicit_options: tuple[str, ...] = ()
 
     def available(self, device: str) -> str | None:
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
@@ -119,9 +138,29 @@ class Backend:
             return f"{case.model} is an ONNX file with a fixed batch of {batch}"
         return None
 
+    def option_value(self, key: str, text):
+        """One option's value as the backend reads it (choices matched in any case: latency is
+        LATENCY), or ValueError naming backend.option=value."""
+        default = self.option_defaults[key]
+        where = f"option {self.name}.{key}={text!r}"
+        try:
+            value = parse_value(text, default)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        allowed = self.option_choices.get(key)
+        if allowed:
+            spelled = {str(choice).lower(): choice for choice in allowed}
+            if str(value).lower() not in spelled:
+                raise ValueError(f"{where}; allowed: {', '.join(map(str, allowed))}")
+            value = spelled[str(value).lower()]
+        minimum = self.option_minimum.get(key)
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{where} must be >= {minimum}")
+        return value
+
     def canonical_options(self, given: dict[str, str], device: str) -> str:
-        """Validate user options against the declared ones; the options that apply on this
-        device, defaults filled in."""
+        """Validate user options (one value each) against the declared ones; the options that
+        apply on this device, defaults filled in (implicit ones left out at their default)."""
         unknown = sorted(set(given) - set(self.option_defaults))
         if unknown:
             known = ", ".join(self.option_defaults) or "none"
@@ -129,13 +168,32 @@ class Backend:
                              f"(its options: {known})")
         merged = dict(self.option_defaults)
         for key, text in given.items():
-            value = parse_value(text, self.option_defaults[key])
-            allowed = self.option_choices.get(key)
-            if allowed and value not in allowed:
-                raise ValueError(f"option {self.name}.{key}={text!r}; allowed: {', '.join(allowed)}")
-            merged[key] = value
+            merged[key] = self.option_value(key, text)
         return format_options({k: v for k, v in merged.items()
-                               if device in self.option_devices.get(k, (device,))})
+                               if device in self.option_devices.get(k, (device,))
+                               and not (k in self.implicit_options
+                                        and v == self.option_defaults[k])})
+
+    def option_sets(self, given: dict[str, str], device: str) -> tuple[str, ...]:
+        """The canonical strings of every combination of the values given as "a|b" (the
+        cartesian product, in the order given); combinations that end up equal (1|1, or an
+        option that means nothing on this device) once. ValueError names a bad value."""
+        keys = list(given)
+        values = []
+        for key in keys:
+            items = alternatives(given[key])
+            if "" in items:
+                raise ValueError(f"option {self.name}.{key}={given[key]!r} has an empty value")
+            values.append(items)
+        sets = [self.canonical_options(dict(zip(keys, combo)), device)
+                for combo in product(*values)]
+        return tuple(dict.fromkeys(sets))
+
+    def resolved_options(self, case: Case) -> dict:
+        """Every option of the case as the backend reads it, defaults filled in."""
+        given = options_of(case)
+        return {key: self.option_value(key, given[key]) if key in given else default
+                for key, default in self.option_defaults.items()}
 
     def prepare(self, source, case: Case, cache) -> Session:
         raise NotImplementedError

@@ -4,13 +4,18 @@ On CUDA the input and output live in device buffers bound once (IO binding), so 
 holds no host copies; that is how PyTorch is timed too. (The end-to-end scope times the copies on
 purpose.) fp16 comes from a graph exported from the half-precision model and verified to hold
 float16 weights and input (see export.verify_precision): an "fp16" row is never an fp32 model.
+
+Knobs (options; each can be a grid axis): ``intra_op_num_threads`` and ``inter_op_num_threads``
+(0: ONNX Runtime's default), ``graph_optimization_level`` (disable, basic, extended, all),
+``execution_mode`` (sequential, parallel) and, on CUDA, ``cudnn_conv_algo_search``. The session
+options ONNX Runtime really applied are read back into the row's info.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from infersweep.backends.base import Backend, PrecisionError, Session, options_of
+from infersweep.backends.base import Backend, PrecisionError, Session
 from infersweep.case import Case
 from infersweep.artefacts.export import (DEFAULT_OPSET, onnx_export, onnx_precision_report,
                                          user_onnx)
@@ -20,23 +25,47 @@ from infersweep.artefacts.quantize import int8_export, int8_weight_share
 NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 
-def _session_options():
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+# What this backend did before the knobs existed: the defaults, left out of the case's options.
+SESSION_DEFAULTS = {"intra_op_num_threads": 0, "inter_op_num_threads": 0,
+                    "graph_optimization_level": "all", "execution_mode": "sequential"}
+
+
+def _session_options(knobs: dict | None = None):
+    """SessionOptions from the case's knobs (``Backend.resolved_options``; None: defaults)."""
     import onnxruntime as ort
 
+    knobs = {**SESSION_DEFAULTS, **(knobs or {})}
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               GRAPH_LEVELS[knobs["graph_optimization_level"]])
+    options.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODES[knobs["execution_mode"]])
+    options.intra_op_num_threads = knobs["intra_op_num_threads"]
+    options.inter_op_num_threads = knobs["inter_op_num_threads"]
     return options
 
 
+def applied_session_options(session) -> dict:
+    """The session options ONNX Runtime holds for the session, as the row's info records them."""
+    applied = session.get_session_options()
+    return {"intra_op_num_threads": applied.intra_op_num_threads,
+            "inter_op_num_threads": applied.inter_op_num_threads,
+            "graph_optimization_level": str(applied.graph_optimization_level).split(".")[-1],
+            "execution_mode": str(applied.execution_mode).split(".")[-1]}
+
+
 class OrtCpuSession(Session):
-    def __init__(self, path, info: dict):
+    def __init__(self, path, info: dict, knobs: dict | None = None):
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(path), _session_options(),
+        self.session = ort.InferenceSession(str(path), _session_options(knobs),
                                             providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name  # a user's file names its own
         self.info = {**info, "onnxruntime": ort.__version__,
-                     "providers": self.session.get_providers()}
+                     "providers": self.session.get_providers(),
+                     "session_options": applied_session_options(self.session)}
 
     def place(self, batch: np.ndarray):
         return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
@@ -51,13 +80,14 @@ class OrtCpuSession(Session):
 class OrtCudaSession(Session):
     """CUDA EP; inputs and outputs preallocated on the device and bound once."""
 
-    def __init__(self, path, info: dict, precision: str, provider_options: dict):
+    def __init__(self, path, info: dict, precision: str, provider_options: dict,
+                 knobs: dict | None = None):
         import onnxruntime as ort
 
         self.ort = ort
         self.dtype = NUMPY_DTYPES[precision]
         self.session = ort.InferenceSession(
-            str(path), _session_options(),
+            str(path), _session_options(knobs),
             providers=[("CUDAExecutionProvider", provider_options), "CPUExecutionProvider"])
         providers = self.session.get_providers()
         if providers[0] != "CUDAExecutionProvider":
@@ -72,6 +102,7 @@ class OrtCudaSession(Session):
         self.info = {**info, "onnxruntime": ort.__version__, "providers": providers,
                      "provider_options": self.session.get_provider_options().get(
                          "CUDAExecutionProvider", provider_options),
+                     "session_options": applied_session_options(self.session),
                      "io_binding": True}
 
     def place(self, batch: np.ndarray):
@@ -139,13 +170,12 @@ class OnnxRuntime(Backend):
         if case.precision == "fp16" and not report["is_fp16"]:
             raise PrecisionError(f"fp16 requested but {path} is not float16: {report}")
         info = {"onnx_file": str(path), "opset": opset, "onnx_precision": report}
+        knobs = self.resolved_options(case)
         if case.device == "cpu":
-            return OrtCpuSession(path, info)
-        opts = options_of(case)
+            return OrtCpuSession(path, info, knobs)
         provider_options = {"device_id": "0",
-                            "cudnn_conv_algo_search": opts.get("cudnn_conv_algo_search",
-                                                               "EXHAUSTIVE")}
-        return OrtCudaSession(path, info, case.precision, provider_options)
+                            "cudnn_conv_algo_search": knobs["cudnn_conv_algo_search"]}
+        return OrtCudaSession(path, info, case.precision, provider_options, knobs)
 
 
 BACKENDS = [OnnxRuntime(
@@ -153,7 +183,11 @@ BACKENDS = [OnnxRuntime(
     precisions={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
     packages=("onnxruntime", "onnx", "onnxscript"),
     install_hint="pip install onnxruntime onnx onnxscript (onnxruntime-gpu for CUDA)",
-    option_defaults={"cudnn_conv_algo_search": "EXHAUSTIVE"},
-    option_choices={"cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")},
+    option_defaults={"cudnn_conv_algo_search": "EXHAUSTIVE", **SESSION_DEFAULTS},
+    option_choices={"cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
+                    "graph_optimization_level": tuple(GRAPH_LEVELS),
+                    "execution_mode": tuple(EXECUTION_MODES)},
     option_devices={"cudnn_conv_algo_search": ("cuda",)},
+    option_minimum={"intra_op_num_threads": 0, "inter_op_num_threads": 0},
+    implicit_options=tuple(SESSION_DEFAULTS),
 )]

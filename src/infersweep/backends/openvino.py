@@ -6,6 +6,13 @@ an option (LATENCY by default, THROUGHPUT). fp16 and bf16 go through the inferen
 and only where the CPU reports the capability; after compiling, the precision the plugin really
 chose is read back, and a mismatch fails the case instead of mislabelling it. Compiled blobs are
 cached under infersweep's cache (OpenVINO's CACHE_DIR).
+
+Knobs: ``performance_hint`` (LATENCY, THROUGHPUT; any case), ``streams`` (NUM_STREAMS; 0: the
+hint decides), ``threads`` (INFERENCE_NUM_THREADS; 0: OpenVINO decides) and ``requests``, the
+number of infer requests: with 1 (default) each run is a synchronous ``infer``; with N, launches
+go round robin to N requests started asynchronously, so back-to-back launches overlap on the
+device's streams (the pipelined throughput shows it; a timed run still waits for its result).
+What the plugin compiled with (streams, threads, optimal requests) is read back into info.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from infersweep.backends.base import Backend, PrecisionError, Session, options_of
+from infersweep.backends.base import Backend, PrecisionError, Session
 from infersweep.case import Case
 from infersweep.artefacts.export import DEFAULT_OPSET, onnx_export
 
@@ -30,18 +37,27 @@ def cpu_capabilities() -> tuple[str, ...]:
 
 
 class OpenVinoSession(Session):
-    def __init__(self, path, case: Case, info: dict, cache_dir):
+    def __init__(self, path, case: Case, info: dict, cache_dir, knobs: dict | None = None):
         import openvino as ov
 
         self.core = ov.Core()
         self.core.set_property({"CACHE_DIR": str(cache_dir)})  # compiled blobs, reused next run
         self.model = self.core.read_model(str(path))
-        self.config = {"PERFORMANCE_HINT": options_of(case).get("performance_hint", "LATENCY"),
+        knobs = knobs or {}
+        self.config = {"PERFORMANCE_HINT": knobs.get("performance_hint", "LATENCY"),
                        "INFERENCE_PRECISION_HINT": HINT_PRECISION[case.precision]}
+        if knobs.get("streams"):
+            self.config["NUM_STREAMS"] = str(knobs["streams"])
+        if knobs.get("threads"):
+            self.config["INFERENCE_NUM_THREADS"] = str(knobs["threads"])
+        self.n_requests = knobs.get("requests", 1)
+        self.pipelines = self.n_requests > 1  # launch returns before the result is complete
         self.precision = case.precision
-        self.compiled: dict[tuple, object] = {}
-        self.request = None
-        self.info = {**info, "openvino": ov.__version__, **self.config}
+        self.compiled: dict[tuple, list] = {}  # shape -> its infer requests
+        self.requests: list = []  # those of the shape in use
+        self.next_request = 0
+        self.info = {**info, "openvino": ov.__version__, **self.config,
+                     "infer_requests": self.n_requests}
 
     def place(self, batch: np.ndarray):
         return np.ascontiguousarray(batch, dtype=np.float32)
@@ -60,21 +76,39 @@ class OpenVinoSession(Session):
             self.info["inference_precision"] = applied
             self.info["optimal_requests"] = compiled.get_property(
                 "OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-            self.compiled[shape] = compiled.create_infer_request()
-        self.request = self.compiled[shape]
+            self.info["applied"] = {name: str(compiled.get_property(name))
+                                    for name in ("NUM_STREAMS", "INFERENCE_NUM_THREADS")}
+            self.compiled[shape] = [compiled.create_infer_request()
+                                    for _ in range(self.n_requests)]
+        self.requests = self.compiled[shape]
 
     def launch(self, placed):
-        if self.request is None:
+        if not self.requests:
             self.specialize(placed)
-        self.request.infer({0: placed})  # synchronous
-        return self.request.get_output_tensor(0).data
+        if self.n_requests == 1:
+            request = self.requests[0]
+            request.infer({0: placed})  # synchronous
+            return request.get_output_tensor(0).data
+        request = self.requests[self.next_request]
+        self.next_request = (self.next_request + 1) % self.n_requests
+        request.wait()  # its previous run must be over before its input is replaced
+        request.start_async({0: placed})
+        return request
+
+    def synchronize(self) -> None:
+        if self.n_requests > 1:
+            for request in self.requests:
+                request.wait()
 
     def fetch(self, output) -> np.ndarray:
+        if hasattr(output, "get_output_tensor"):  # an asynchronous run's request
+            output.wait()
+            output = output.get_output_tensor(0).data
         return np.array(output, dtype=np.float32)
 
     def close(self) -> None:
         self.compiled.clear()
-        self.request = None
+        self.requests = []
 
 
 class OpenVino(Backend):
@@ -91,12 +125,14 @@ class OpenVino(Backend):
         opset = source.opset or DEFAULT_OPSET
         path, _ = onnx_export(source, case.image_size, opset, cache)
         return OpenVinoSession(path, case, {"onnx_file": str(path), "opset": opset},
-                               cache.root / "openvino")
+                               cache.root / "openvino", self.resolved_options(case))
 
 
 BACKENDS = [OpenVino(
     name="openvino", devices=("cpu",), precisions={"cpu": ("fp32", "fp16", "bf16")},
     packages=("openvino",), runs_onnx_files=True, install_hint="pip install 'infersweep[openvino]'",
-    option_defaults={"performance_hint": "LATENCY"},
+    option_defaults={"performance_hint": "LATENCY", "streams": 0, "threads": 0, "requests": 1},
     option_choices={"performance_hint": ("LATENCY", "THROUGHPUT")},
+    option_minimum={"streams": 0, "threads": 0, "requests": 1},
+    implicit_options=("streams", "threads", "requests"),
 )]

@@ -21,9 +21,13 @@ from infersweep.case import Case
 
 TORCH_PRECISIONS = {"cpu": ("fp32", "bf16", "amp"), "cuda": ("fp32", "fp16", "bf16", "amp")}
 
-# Options every torch-family backend has; cudnn_benchmark only means something on CUDA.
-TORCH_OPTIONS = {"channels_last": False, "cudnn_benchmark": True}
-TORCH_OPTION_DEVICES = {"cudnn_benchmark": ("cuda",)}
+# Options every torch-family backend has; cudnn_benchmark only means something on CUDA, threads
+# (torch.set_num_threads; 0: torch's default, one per core) only on the CPU. threads is implicit:
+# left out of the case's options at 0, so the ids of sweeps from before it existed stay.
+TORCH_OPTIONS = {"channels_last": False, "cudnn_benchmark": True, "threads": 0}
+TORCH_OPTION_DEVICES = {"cudnn_benchmark": ("cuda",), "threads": ("cpu",)}
+TORCH_OPTION_MINIMUM = {"threads": 0}
+TORCH_IMPLICIT_OPTIONS = ("threads",)
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "amp": "float32"}
 
@@ -44,6 +48,10 @@ class TorchSession(Session):
         self.torch = torch
         self.device = torch.device(case.device)
         self.precision = case.precision
+        threads = int(options_of(case).get("threads", "0"))
+        if threads and self.device.type == "cpu":
+            # Per process: a worker serves one group, so the setting is this case's alone.
+            torch.set_num_threads(threads)
         self.channels_last = options_of(case).get("channels_last") == "true"
         self.dtype = getattr(torch, TORCH_DTYPES[case.precision])
         # Module.to converts in place: work on a copy so the source model stays fp32 on the CPU

@@ -5,8 +5,12 @@ Compilation is setup, never latency: ``specialize`` runs the compiled model once
 Triton's on-disk caches live under infersweep's cache (the executor points TORCHINDUCTOR_CACHE_DIR
 and TRITON_CACHE_DIR there), so the same sweep run again does not compile from scratch.
 
-Options: ``mode`` (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs) and
-``cudagraphs`` (auto = whatever the mode implies; true/false overrides it).
+Options: ``mode`` (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs),
+``cudagraphs`` (auto = whatever the mode implies; true/false overrides it) and ``dynamic``
+(false: one graph per batch size; true: the batch dimension is marked dynamic with
+torch._dynamo.mark_dynamic, so one compile serves every batch of a group; dynamo still
+specialises a batch of 1, which gets a graph of its own). ``info["compile_s"]`` shows what each
+batch size cost to compile.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import time
 
 from infersweep.backends.base import Backend, options_of
-from infersweep.backends.torch_common import (TORCH_OPTION_DEVICES, TORCH_OPTIONS,
+from infersweep.backends.torch_common import (TORCH_IMPLICIT_OPTIONS, TORCH_OPTION_DEVICES,
+                                              TORCH_OPTION_MINIMUM, TORCH_OPTIONS,
                                               TORCH_PRECISIONS, TorchSession)
 from infersweep.case import Case
 
@@ -28,21 +33,31 @@ class CompiledSession(TorchSession):
         super().__init__(model, case)
         opts = options_of(case)
         mode, cudagraphs = opts.get("mode", "default"), opts.get("cudagraphs", "auto")
+        self.dynamic = opts.get("dynamic", "false") == "true"
+        # dynamic=None lets mark_dynamic make the batch dimension symbolic; False forbids it.
+        dynamic = None if self.dynamic else False
         # One graph per batch size: raise the recompile limit so a sweep of many sizes never falls
         # back to eager silently.
         for name in ("recompile_limit", "cache_size_limit"):
             if hasattr(torch._dynamo.config, name):
                 setattr(torch._dynamo.config, name, 256)
         if cudagraphs == "auto":
-            self.compiled = torch.compile(self.model, mode=mode, dynamic=False)
+            self.compiled = torch.compile(self.model, mode=mode, dynamic=dynamic)
         else:
             from torch._inductor import list_mode_options
 
             options = dict(list_mode_options(mode))
             options["triton.cudagraphs"] = cudagraphs == "true"
-            self.compiled = torch.compile(self.model, options=options, dynamic=False)
+            self.compiled = torch.compile(self.model, options=options, dynamic=dynamic)
         self.shapes_compiled: dict[tuple, float] = {}
-        self.info.update({"compile_mode": mode, "cudagraphs": cudagraphs})
+        self.info.update({"compile_mode": mode, "cudagraphs": cudagraphs,
+                          "dynamic_batch": self.dynamic})
+
+    def place(self, batch):
+        x = super().place(batch)
+        if self.dynamic:
+            self.torch._dynamo.mark_dynamic(x, 0)
+        return x
 
     def specialize(self, placed) -> None:
         shape = tuple(placed.shape)
@@ -70,8 +85,10 @@ class TorchCompile(Backend):
 BACKENDS = [TorchCompile(
     name="torch-compile", devices=("cpu", "cuda"), precisions=TORCH_PRECISIONS,
     packages=("torch", "torchvision"), install_hint="pip install torch torchvision",
-    option_defaults={"mode": "default", "cudagraphs": "auto", **TORCH_OPTIONS},
+    option_defaults={"mode": "default", "cudagraphs": "auto", "dynamic": False, **TORCH_OPTIONS},
     option_choices={"mode": MODES, "cudagraphs": ("auto", "true", "false")},
     option_devices={"cudagraphs": ("cuda",), **TORCH_OPTION_DEVICES},
+    option_minimum=dict(TORCH_OPTION_MINIMUM),
+    implicit_options=("dynamic", *TORCH_IMPLICIT_OPTIONS),
     memory_allocator="torch",
 )]

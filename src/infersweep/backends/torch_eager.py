@@ -4,7 +4,8 @@ precisions and the session)."""
 from __future__ import annotations
 
 from infersweep.backends.base import Backend
-from infersweep.backends.torch_common import (TORCH_OPTION_DEVICES, TORCH_OPTIONS,
+from infersweep.backends.torch_common import (TORCH_IMPLICIT_OPTIONS, TORCH_OPTION_DEVICES,
+                                              TORCH_OPTION_MINIMUM, TORCH_OPTIONS,
                                               TORCH_PRECISIONS, TorchSession)
 from infersweep.case import Case
 
@@ -18,5 +19,6 @@ BACKENDS = [TorchEager(
     name="torch", devices=("cpu", "cuda"), precisions=TORCH_PRECISIONS,
     packages=("torch", "torchvision"), install_hint="pip install torch torchvision",
     option_defaults=dict(TORCH_OPTIONS), option_devices=dict(TORCH_OPTION_DEVICES),
+    option_minimum=dict(TORCH_OPTION_MINIMUM), implicit_options=TORCH_IMPLICIT_OPTIONS,
     memory_allocator="torch",
 )]

@@ -31,13 +31,14 @@ def expand(spec: Spec) -> list[Case]:
             spec.models, spec.backends, spec.devices, spec.sizes, spec.data, spec.scopes,
             spec.batches):
         precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
+        # Each combination of a backend's multi-valued options ("threads=1|2") is its own case.
         cases += [Case(
             model=model,
             weights=_weights(model, spec, size),
             backend=backend, device=device, precision=precision,
             image_size=size, batch_size=batch, data=data, scope=scope,
-            options=spec.case_options[backend, device],
-        ) for precision in precisions]
+            options=options,
+        ) for options in spec.case_options[backend, device] for precision in precisions]
     return cases
 
 

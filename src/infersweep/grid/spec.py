@@ -21,7 +21,7 @@ from pathlib import Path
 from infersweep.artefacts.export import DEFAULT_OPSET
 from infersweep.artefacts.model_ref import ModelError, ModelRef, check_model, parse_model
 from infersweep.backends import registry
-from infersweep.backends.base import parse_value
+from infersweep.backends.base import ALTERNATIVES, alternatives
 from infersweep.case import format_options
 from infersweep.grid.baseline import BaselineError, parse_baseline
 from infersweep.measure.timing import MeasureSettings
@@ -151,25 +151,29 @@ class Spec:
         return tuple(parse_model(m) for m in self.models)
 
     @cached_property
-    def case_options(self) -> dict[tuple[str, str], str]:
-        """(backend, device) -> the canonical options string its cases carry (the options that
-        apply on that device, defaults filled in). Computed once per Spec: ``build_spec`` reads it
-        to validate the options (ValueError names the bad one), ``expand`` to fill in cases. Not
-        a field: it derives from backend_options, so it stays out of identity() and spec.json."""
-        return {(backend, device): registry()[backend].canonical_options(
+    def case_options(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """(backend, device) -> the canonical options strings its cases carry, one per
+        combination of the values given as "a|b" (the options that apply on that device,
+        defaults filled in). Computed once per Spec: ``build_spec`` reads it to validate the
+        options (ValueError names the bad one), ``expand`` to fill in cases. Not a field: it
+        derives from backend_options, so it stays out of identity() and spec.json."""
+        return {(backend, device): registry()[backend].option_sets(
                     self.backend_options.get(backend, {}), device)
                 for backend in self.backends for device in self.devices}
 
 
 def _canonical_options(backend: str, given: dict[str, str]) -> dict[str, str]:
     """The options given to a backend as its cases will carry them (true, not 1 or True), less
-    those equal to their default: they change no case. Only for options already validated."""
-    defaults = registry()[backend].option_defaults
+    those equal to their default: they change no case. Several values ("2|1") are sorted and
+    joined by "|", so the order they were given in names no other sweep. Only for options
+    already validated."""
+    spec_backend = registry()[backend]
     canonical = {}
     for key, text in given.items():
-        value = parse_value(text, defaults[key])
-        if value != defaults[key]:
-            canonical[key] = format_options({key: value}).partition("=")[2]
+        values = sorted({spec_backend.option_value(key, item) for item in alternatives(text)})
+        if values != [spec_backend.option_defaults[key]]:
+            canonical[key] = ALTERNATIVES.join(format_options({key: value}).partition("=")[2]
+                                               for value in values)
     return canonical
 
 
@@ -429,7 +433,8 @@ def _executor_values(raw: dict) -> dict:
 
 
 def parse_option_flags(flags: list[str]) -> dict[str, dict[str, str]]:
-    """``--option torch.channels_last=true`` (repeatable) -> {"torch": {"channels_last": "true"}}."""
+    """``--option torch.channels_last=true`` (repeatable) -> {"torch": {"channels_last": "true"}};
+    several values stay one text, ``--option "onnxruntime.intra_op_num_threads=1|2"``."""
     options: dict[str, dict[str, str]] = {}
     for flag in flags:
         target, sep, value = flag.partition("=")
@@ -452,12 +457,22 @@ def check_options_tables(options) -> None:
 
 
 def _backend_options(raw, backends: tuple[str, ...]) -> dict:
-    """The options given to each backend of the sweep ({} where none), as text;
-    ``Spec.case_options`` validates their values."""
+    """The options given to each backend of the sweep ({} where none), as text: a TOML list
+    [1, 2, 4] becomes "1|2|4", one case per value; ``Spec.case_options`` validates them."""
     raw = raw or {}
     check_options_tables(raw)
     unknown = sorted(set(raw) - set(registry()))
     if unknown:
         raise SpecError(f"options for unknown backend(s) {', '.join(unknown)}; "
                         f"allowed: {', '.join(registry())}")
-    return {backend: {k: str(v) for k, v in raw.get(backend, {}).items()} for backend in backends}
+    return {backend: {k: _option_text(backend, k, v) for k, v in raw.get(backend, {}).items()}
+            for backend in backends}
+
+
+def _option_text(backend: str, key: str, value) -> str:
+    """One option's value(s) as text: a scalar as is, a list as "a|b" (booleans true/false)."""
+    items = value if isinstance(value, list) else [value]
+    if not items or any(isinstance(item, list | dict) for item in items):
+        raise SpecError(f"options: {backend}.{key} = {value!r} is not a value or a list of values")
+    return ALTERNATIVES.join(str(item).lower() if isinstance(item, bool) else str(item)
+                             for item in items)

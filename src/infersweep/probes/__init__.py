@@ -3,8 +3,9 @@
 Plugin modules named in $INFERSWEEP_PLUGINS add theirs (see plugins.py). The order is the order
 the worker calls the hooks in, and the order of the columns where two probes place theirs at the
 same spot. The memory probes come first, so they read their peaks before any other probe's
-``after`` (the fp32 reference of the agreement probe) can add to them; the contention guard
-next, so its window closes before those run.
+``after`` (the fp32 reference of the agreement probe) can add to them; energy and the contention
+guard next, so their windows close before those run (the guard's snapshot is the last thing
+before the timed loop).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from infersweep.probes.base import Column, Probe, ProbeContext, Reading
 BUILTIN = (
     "infersweep.probes.cpu_memory",
     "infersweep.probes.gpu_memory",
+    "infersweep.probes.energy",
     "infersweep.probes.contention",
     "infersweep.probes.flops",
     "infersweep.probes.model_size",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from infersweep.artefacts.models import ModelSource
     from infersweep.backends.base import Backend, Session
     from infersweep.case import Case
-    from infersweep.measure.timing import MeasureSettings
+    from infersweep.measure.timing import MeasureSettings, Timing
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class ProbeContext:
     host_batch: np.ndarray | None = None  # the case's batch as numpy, before placing
     placed: Any = None  # host_batch where the runtime wants it
     output: np.ndarray | None = None  # the last timed run's output, on the host
+    timing: Timing | None = None  # the timed phase kept (its runs), from ``after`` on
 
 
 class Probe:

@@ -12,6 +12,7 @@ from html import escape
 
 from infersweep.probes.base import Column
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
+from infersweep.reports.knobs import KnobFinding, knob_findings
 from infersweep.reports.plots import Plot, plots_of
 from infersweep.reports.rows import above_peak, above_peak_note, problems, status_line
 from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
@@ -125,6 +126,15 @@ def summary_html(summary: Summary) -> str:
     return "".join(parts) + "</section>"
 
 
+def knobs_html(findings: list[KnobFinding]) -> str:
+    """The swept knobs' winners (reports/knobs.py), as report.md lists them."""
+    if not findings:
+        return ""
+    items = "".join(f"<li>{escape(f.sentence())}</li>" for f in findings)
+    return (f"<section><h3>Knobs</h3><p>Each swept option against its other values, with "
+            f"everything else equal (trusted rows, median latency):</p><ul>{items}</ul></section>")
+
+
 def results_html(rows: list[dict], declared: list[Column]) -> str:
     """The sortable table of the declared in-table columns (results.result.columns())."""
     # Columns nobody measured (pipelined on a CPU-only run, options never set) only add width.
@@ -207,6 +217,7 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
             f"<b>{escape(baseline)}</b> at the same device, precision, image size, batch and "
             f"data.</p>"
             + summary_html(build_summary(rows, env, baseline, baseline_ok))
+            + knobs_html(knob_findings(rows))
             + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
             + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")

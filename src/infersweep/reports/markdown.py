@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
+from infersweep.reports import knobs
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.rows import above_peak_note, problems, status_line
 from infersweep.reports.summary import build_summary, markdown_lines
@@ -160,6 +161,7 @@ def markdown_text(ctx: ReportContext) -> str:
     lines = [f"# infersweep report: {ctx.title}", "",
              f"{len(rows)} cases: {status_line(rows)}", "",
              *markdown_lines(build_summary(rows, env, ctx.baseline, ctx.baseline_ok)),
+             *knobs.markdown_lines(knobs.knob_findings(rows)),
              "## Environment", "", "| | |", "|---|---|",
              *[f"| {label} | {value} |" for label, value in describe(env)], "",
              *_method(rows, ctx.baseline, ctx.peaks),

@@ -91,6 +91,7 @@ class GroupRunner:
                 self.session, self.batches, host_batch, placed)
             self.probes.hook("before", ctx)
             timing, remeasure_info = self._measure(ctx, self._step(case, host_batch, placed))
+            ctx.timing = timing  # probes count the timed runs (energy per image)
             # The last timed run's output, fetched now: a later run may overwrite its buffer
             # (IO binding, CUDA graphs). No extra run: at a large CPU batch it costs a second.
             if case.scope == "e2e" and self.batches.images is not None:
@@ -109,7 +110,7 @@ class GroupRunner:
                       **remeasure_info})
             if timing.discarded_iterations:  # a transient outlasted warmup: dropped, not hidden
                 result.info["drift_discarded_runs"] = timing.discarded_iterations
-            if case.device == "cuda" and case.scope == "compute":
+            if case.scope == "compute" and (case.device == "cuda" or self.session.pipelines):
                 median = statistics.median(timing.samples_ms)
                 result.pipelined_ips = pipelined_throughput(
                     lambda: self.session.launch(placed), lambda: self.session.run(placed),

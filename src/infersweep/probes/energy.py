@@ -1,0 +1,187 @@
+"""Energy per image over the timed loop, net of the device's idle power.
+
+A CUDA case reads NVML's total-energy counter of its GPU (nvmlDeviceGetTotalEnergyConsumption,
+millijoules since the driver loaded; Volta and newer); a CPU case reads RAPL's package counters
+(/sys/class/powercap/intel-rapl:N/energy_uj, microjoules, wrapping at max_energy_range_uj), where
+they are readable: on many machines they are root-only, and VMs have none.
+
+Once per worker, before any model exists, the counter runs for ``IDLE_S`` with nothing of ours
+running: that idle power is subtracted from the timed loop's energy, so a row's energy is what
+the work cost on top of keeping the device on. Both figures are kept (``idle_power_w``,
+``avg_power_w`` gross). The counter is read right after warmup and right after the timed loop
+(``noise``, before the pipelined-throughput runs that follow on CUDA); the images counted are
+every timed run of that window (kept samples and runs discarded as settling) x batch size.
+RAPL covers the whole package: other processes' work counts too (the contention guard flags
+rows measured beside them). Where nothing can be read, the cells stay empty and
+``energy_source`` says why.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+from infersweep.probes.gpu_memory import GPU_EXTRA, _nvml_index
+
+IDLE_S = 0.5
+# $INFERSWEEP_POWERCAP: where a container mounts the host's powercap tree (and tests a fake one).
+POWERCAP = Path(os.environ.get("INFERSWEEP_POWERCAP", "/sys/class/powercap"))
+
+ENERGY_COLUMNS = (
+    Column("energy_j_per_image", "energy (J/img)", ".4g", " J"),
+    Column("images_per_joule", "images/J", ".1f"),
+    Column("avg_power_w", "power (W)", ".1f", " W"),
+    Column("idle_power_w", "idle power (W)", ".1f", " W", in_table=False),
+    Column("energy_source", "energy source", in_table=False),
+)
+
+
+class NvmlEnergy:
+    """NVML's total-energy counter of one GPU, in joules."""
+
+    def __init__(self, nvml, index: int):
+        nvml.nvmlInit()
+        self.nvml = nvml
+        self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        self.source = f"nvml:total_energy_consumption gpu{index}"
+        self.read()  # a GPU without the counter raises NVMLError_NotSupported here
+
+    def read(self) -> int:
+        return int(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))  # mJ
+
+    def joules(self, before: int, after: int) -> float:
+        return (after - before) / 1000
+
+
+@dataclass(frozen=True)
+class RaplZone:
+    path: Path
+    max_uj: int  # the counter wraps to 0 after this
+
+
+class RaplEnergy:
+    """The package zones of RAPL (powercap), summed, in joules; one wraparound per zone between
+    two reads is undone (at 200 W a 2^32 uJ counter wraps every ~20 s; reads are seconds apart)."""
+
+    def __init__(self, zones: list[RaplZone]):
+        self.zones = zones
+        self.source = "rapl:" + ",".join(z.path.name for z in zones) + " energy_uj"
+
+    def read(self) -> tuple[int, ...]:
+        return tuple(int((z.path / "energy_uj").read_text()) for z in self.zones)
+
+    def joules(self, before: tuple[int, ...], after: tuple[int, ...]) -> float:
+        total = 0
+        for zone, a, b in zip(self.zones, before, after):
+            total += b - a if b >= a else b + zone.max_uj - a
+        return total / 1e6
+
+
+def rapl_energy(root: Path = POWERCAP) -> RaplEnergy | str:
+    """The RAPL meter, or why there is none (one line for ``energy_source``)."""
+    if not root.exists():
+        return f"RAPL not readable: {root} absent"
+    # intel-rapl:0 is a package; intel-rapl:0:0 (core, uncore, dram) are parts of it
+    packages = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
+    if not packages:
+        return f"RAPL not readable: no intel-rapl package zone in {root}"
+    zones = []
+    for path in packages:
+        try:
+            int((path / "energy_uj").read_text())
+            zones.append(RaplZone(path, int((path / "max_energy_range_uj").read_text())))
+        except PermissionError:
+            return f"RAPL not readable: permission denied on {path / 'energy_uj'} (root only)"
+        except (OSError, ValueError) as exc:
+            return f"RAPL not readable: {path / 'energy_uj'}: {exc}"
+    return RaplEnergy(zones)
+
+
+def _import_pynvml():
+    import pynvml
+
+    return pynvml
+
+
+def nvml_energy(load=_import_pynvml) -> NvmlEnergy | str:
+    try:
+        nvml = load()
+    except ImportError:
+        return f"NVML not available: nvidia-ml-py is not installed ({GPU_EXTRA})"
+    try:
+        return NvmlEnergy(nvml, _nvml_index())
+    except Exception as exc:  # NVMLError_NotSupported before Volta, no driver...
+        return f"NVML energy counter not readable: {type(exc).__name__}: {exc}"
+
+
+class Energy(Probe):
+    name = "energy"
+    columns = ENERGY_COLUMNS
+
+    def __init__(self, nvml_loader=_import_pynvml, powercap: Path = POWERCAP,
+                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep):
+        self.nvml_loader, self.powercap, self.idle_s = nvml_loader, powercap, idle_s
+        self.clock, self.sleep = clock, sleep
+        self.meter: NvmlEnergy | RaplEnergy | None = None
+        self.unavailable = ""  # why there is no meter
+        self.idle_w: float | None = None
+        self.start: tuple | None = None  # (counter, time) after warmup
+        self.stop: tuple | None = None  # (counter, time) after the timed loop
+
+    def start_group(self, ctx: ProbeContext) -> None:
+        found = (nvml_energy(self.nvml_loader) if ctx.case.device == "cuda"
+                 else rapl_energy(self.powercap))
+        if isinstance(found, str):
+            self.unavailable = found
+            return
+        self.meter = found
+        # Idle: no model yet, nothing of ours on the device (start_group runs before any).
+        before, t0 = self.meter.read(), self.clock()
+        self.sleep(self.idle_s)
+        after, t1 = self.meter.read(), self.clock()
+        self.idle_w = self.meter.joules(before, after) / (t1 - t0)
+
+    def after_warmup(self, ctx: ProbeContext) -> None:
+        self.stop = None
+        if self.meter is not None:
+            self.start = (self.meter.read(), self.clock())
+
+    def noise(self, ctx: ProbeContext) -> str:
+        # Right after the timed loop: close the window before anything else runs.
+        if self.meter is not None and self.start is not None and self.stop is None:
+            self.stop = (self.meter.read(), self.clock())
+        return ""
+
+    def after(self, ctx: ProbeContext) -> Reading:
+        if self.meter is None:
+            return Reading({"energy_source": self.unavailable})
+        self.noise(ctx)
+        timing = ctx.timing
+        runs = len(timing.samples_ms) + timing.discarded_iterations
+        images = runs * ctx.case.batch_size
+        joules = self.meter.joules(self.start[0], self.stop[0])
+        seconds = self.stop[1] - self.start[1]
+        net = joules - self.idle_w * seconds
+        source = f"{self.meter.source}, idle {self.idle_w:.0f} W subtracted"
+        fields = {"avg_power_w": joules / seconds, "idle_power_w": self.idle_w,
+                  "energy_source": source}
+        reading = Reading(fields, info={"energy": {
+            "window_s": round(seconds, 3), "joules": round(joules, 3), "images": images,
+            "runs": runs}})
+        if net > 0:
+            fields["energy_j_per_image"] = net / images
+            fields["images_per_joule"] = images / net
+        else:
+            reading.warnings.append(f"energy: the timed loop used no more than idle "
+                                    f"({joules:.2f} J in {seconds:.2f} s, idle {self.idle_w:.1f} "
+                                    "W): no energy per image")
+        return reading
+
+    def end(self, ctx: ProbeContext) -> None:
+        self.start = self.stop = None
+
+
+PROBES = [Energy]
