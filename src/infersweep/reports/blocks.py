@@ -61,8 +61,10 @@ def to_html(blocks: list[Block], level: int = 3) -> str:
             parts.append(f"<p>{escape(block.text)}</p>")
         else:
             head = "".join(f"<th>{escape(h)}</th>" for h in block.headers)
+            num = ' class="num"'
             body = "".join(
-XX
+                "<tr>" + "".join(f"<td{num if block.aligned(i) else ''}>{escape(str(c))}</td>"
+                                 for i, c in enumerate(row)) + "</tr>"
                 for row in block.rows)
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     return "".join(parts)

@@ -327,8 +327,8 @@ def blocks(rec: Recommendation) -> list[Block]:
     objective = f"{OBJECTIVES[c.objective]} {OBJECTIVE_COLUMNS[c.objective][1]}"
     out: list[Block] = [Para(f"Constraints: {_constraint_text(c)}. Objective: {objective}.")]
     if rec.best is not None:
-        out.append(Para(f"Recommended: {rec.label(rec.best)}, {rec.best['model']}: "
-                        f"{_figures(rec.best)}."))
+        model = "" if "model" in rec.varying else f" ({rec.best['model']})"
+        out.append(Para(f"Recommended: {rec.label(rec.best)}{model}: {_figures(rec.best)}."))
         out += [Para(n) for n in (_tie_note(rec), _indistinct_note(rec)) if n]
         if rec.runners_up:
             out.append(Table(("#", "runner-up", "figures"),
