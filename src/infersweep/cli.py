@@ -391,9 +391,10 @@ def recommend(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
               minimize: _text("--minimize", "p99 or energy") = None,
               emit: _text("--emit", "python: a script building the recommended configuration "
                                     "on stdout (the recommendation on stderr)") = None):
-    """The best configuration of DIR meeting every constraint, the runners-up, and what kept
-    the other cases out; flags override the sweep file's [constraints]. Exit code: 0 with a
-    recommendation, 1 when no case meets the constraints, 2 for bad input."""
+    """What to deploy: the best case of DIR meeting every constraint, and what kept the others out.
+
+    Flags override the sweep file's [constraints]. Exit code: 0 with a recommendation, 1 when no
+    case meets the constraints, 2 for bad input."""
     flags = {k: v for k, v in locals().items() if k not in ("run_dir", "emit")}
     from infersweep.grid.constraints import ConstraintError, overlay
     from infersweep.reports import emit as emitting, recommend as recommending
