@@ -73,6 +73,10 @@ def test_openvino_snippet_runs_an_onnx_file_with_the_measured_config(tmp_path):
     assert ("compiled = core.compile_model(model, \"CPU\", {'PERFORMANCE_HINT': 'THROUGHPUT', "
             "'INFERENCE_PRECISION_HINT': 'f32'})") in snippet
     assert _run(snippet, tmp_path) == "(4, 7)"
+    assert snippet.splitlines()[3] == (
+        f"#   infersweep run --model {onnx_file} --backends openvino --devices cpu --precisions "
+        "fp32 --sizes 32 --batches 4 --data synthetic --option "
+        "openvino.performance_hint=THROUGHPUT")
 
 
 def test_settings_of_cuda_and_compiled_cases_are_written_exactly():

@@ -181,9 +181,9 @@ def reproduce_command(row: dict, spec: dict, defaults: dict[str, dict] | None = 
             "--data", row["data"]]
     if row.get("scope", "compute") != "compute":
         args += ["--scope", row["scope"]]
-    if _seed(row) is None:
-        args += ["--weights", row["weights"]]
-    elif _seed(row) != 0:
+    if _seed(row) is None and not (row["weights"] or "").startswith("onnx("):
+        args += ["--weights", row["weights"]]  # an ONNX file's label is its digest: no flag
+    elif (_seed(row) or 0) != 0:
         args += ["--seed", str(_seed(row))]
     if spec.get("opset") not in (None, DEFAULT_OPSET):
         args += ["--opset", str(spec["opset"])]
