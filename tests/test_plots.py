@@ -45,7 +45,7 @@ def _plots(tmp_path, results):
 def test_full_sweep_draws_every_plot_as_png_and_svg(tmp_path):
     plots = _plots(tmp_path, _sweep())
     assert set(plots) == {"throughput_vs_batch", "throughput_vs_size", "speedup_vs_batch",
-                          "speedup_vs_size", "latency_224px", "latency_384px"}
+                          "speedup_vs_size", "latency_224px", "latency_384px", "pareto"}
     for p in plots.values():
         assert p.png.parent == tmp_path / "plots"
         assert p.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.png.stat().st_size > 5000
@@ -72,22 +72,22 @@ def test_only_failed_cases_draw_nothing(tmp_path):
 def test_one_batch_size_skips_the_batch_plots(tmp_path):
     plots = _plots(tmp_path, _sweep(batches=(8,)))
     assert set(plots) == {"throughput_vs_size", "speedup_vs_size", "latency_224px",
-                          "latency_384px"}
+                          "latency_384px", "pareto"}
 
 
 def test_one_image_size_skips_the_size_plots(tmp_path):
     plots = _plots(tmp_path, _sweep(sizes=(224,)))
-    assert set(plots) == {"throughput_vs_batch", "speedup_vs_batch", "latency_224px"}
+    assert set(plots) == {"throughput_vs_batch", "speedup_vs_batch", "latency_224px", "pareto"}
 
 
 def test_no_baseline_skips_speedup_plots_and_stale_plots_are_removed(tmp_path):
     _plots(tmp_path, _sweep())
     only_ort = [r for r in _sweep(sizes=(224,)) if r.case.backend == "onnxruntime"]
     plots = _plots(tmp_path, only_ort)
-    assert set(plots) == {"throughput_vs_batch", "latency_224px"}
+    assert set(plots) == {"throughput_vs_batch", "latency_224px", "pareto"}
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "latency_224px.png", "latency_224px.svg", "throughput_vs_batch.png",
-        "throughput_vs_batch.svg"]
+        "latency_224px.png", "latency_224px.svg", "pareto.png", "pareto.svg",
+        "throughput_vs_batch.png", "throughput_vs_batch.svg"]
 
 
 def test_write_reports_with_visuals(tmp_path):

@@ -336,4 +336,5 @@ def test_each_command_summary_is_one_unbroken_line():
     start = next(i for i, line in enumerate(lines) if "Commands" in line)
     panel = [line.strip("│ ") for line in lines[start + 1:] if line.startswith("│")]
     names = [line.split()[0] for line in panel]
-    assert names == ["run", "plan", "report", "peak", "compare", "env", "cache"], panel
+    assert names == ["run", "plan", "report", "peak", "compare", "recommend", "env", "cache"], \
+        panel

@@ -1,4 +1,4 @@
-"""The `infersweep` command: run, plan, report, compare, peak, cache, env.
+"""The `infersweep` command: run, plan, report, compare, recommend, peak, cache, env.
 
 Bad input of any kind ends with one message on stderr and exit code 2, before any case runs.
 """
@@ -372,6 +372,45 @@ def compare(
             err.print(f"{len(slower)} case(s) slower than A by more than {threshold:.0%} "
                       "(95% CI above the threshold)", highlight=False)
             raise typer.Exit(1)
+
+
+def _text(flag: str, help: str):
+    return Annotated[Optional[str], typer.Option(flag, help=help)]
+
+
+@app.command()
+def recommend(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+              p99_ms: _text("--p99-ms", "p99 latency of one batch at most (ms)") = None,
+              max_memory_mb: _text("--max-memory-mb", "peak memory at most (MB)") = None,
+              min_throughput: _text("--min-throughput", "images/s at least") = None,
+              min_cosine: _text("--min-cosine", "cosine vs fp32 at least: 0.999") = None,
+              min_top1: _text("--min-top1", "top-1 accuracy, or agreement with fp32 where "
+                                            "the data has no labels, at least: 0.99") = None,
+              device: _text("--device", "only cases on this device") = None,
+              maximize: _text("--maximize", "throughput (default)") = None,
+              minimize: _text("--minimize", "p99 or energy") = None,
+              emit: _text("--emit", "python: a script building the recommended configuration "
+                                    "on stdout (the recommendation on stderr)") = None):
+    """What to deploy: the best case of DIR meeting every constraint, and what kept the others out.
+
+    Flags override the sweep file's [constraints]. Exit code: 0 with a recommendation, 1 when no
+    case meets the constraints, 2 for bad input."""
+    flags = {k: v for k, v in locals().items() if k not in ("run_dir", "emit")}
+    from infersweep.grid.constraints import ConstraintError, overlay
+    from infersweep.reports import emit as emitting, recommend as recommending
+
+    try:
+        overlay(None, flags)  # the flags alone first: nothing is read for a bad one
+        if emit not in (None, "python"):
+            raise ConstraintError(f"unknown --emit {emit!r}; allowed: python")
+        stored_run = _load_run(run_dir)
+        rec = recommending.recommend_run(stored_run, overlay(stored_run.spec, flags))
+        snippet = emitting.snippet_for(rec.best, stored_run) if emit and rec.best else ""
+    except (ConstraintError, emitting.EmitError) as exc:
+        _fail(str(exc))
+    (err if emit else console).print(recommending.text(rec), markup=False, highlight=False)
+    console.print(snippet, markup=False, highlight=False, end="")
+    raise typer.Exit(0 if rec.best else 1)
 
 
 cache_app = typer.Typer(help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "

@@ -18,6 +18,7 @@ from infersweep.probes.peaks import peak_for
 from infersweep.grid.plan import DONE, RUN, UNAVAILABLE, UNSUPPORTED, PlannedCase, make_plan
 from infersweep.reports.formats import write_reports
 from infersweep.results.result import Result
+from infersweep.grid.constraints import Constraints
 from infersweep.grid.spec import Spec
 from infersweep.results.store import Store
 
@@ -62,7 +63,8 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         def write(*args, **kwargs) -> list[dict]:
             # The machines the cases ran on (a Ray sweep keeps them in the store's meta
             # "nodes"): reports describe them, grouped when they differ.
-            return write_reports(*args, nodes=store.get_meta("nodes"), **kwargs)
+            return write_reports(*args, nodes=store.get_meta("nodes"),
+                                 constraints=spec.constraints, **kwargs)
 
         if fresh:
             store.delete_all()
@@ -187,4 +189,5 @@ def rebuild_reports(run: StoredRun, to: Path, baseline: str | None = None,
     (formats.FORMATS); None: all of them."""
     return write_reports(to, run.results, run.env or envmod.collect(),
                          baseline or run.spec.get("baseline") or "torch", run.peaks,
-                         nodes=run.nodes, visuals=True, only=only, formats=formats)
+                         nodes=run.nodes, visuals=True, only=only, formats=formats,
+                         constraints=Constraints.from_dict(run.spec.get("constraints")))

@@ -24,6 +24,7 @@ from infersweep.backends import registry
 from infersweep.backends.base import ALTERNATIVES, alternatives
 from infersweep.case import format_options
 from infersweep.grid.baseline import BaselineError, parse_baseline
+from infersweep.grid.constraints import ConstraintError, Constraints, parse_constraints
 from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
@@ -72,6 +73,9 @@ KEYS = {
     "ray_address": "address of an existing Ray cluster (executor ray; default: start one here)",
     "retries": "executor ray: re-schedule a crashed case up to this many times",
     "repeats": "worker processes per case (their medians give the between-process interval)",
+    "constraints": "what a deployment must meet, for the report's Recommendation: p99_ms, "
+                   "max_memory_mb, min_throughput, min_cosine, min_top1, device, maximize or "
+                   "minimize",
 }
 
 
@@ -112,6 +116,9 @@ class Spec:
     # How many worker processes measure each case; not part of identity(): asking for more
     # repeats resumes the same run directory and adds processes to the cases it has.
     repeats: int = 1
+    # [constraints]: read by the reports' Recommendation only; not part of identity(), since
+    # they change no measurement.
+    constraints: Constraints | None = None
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take), in
@@ -343,6 +350,8 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
         if values["repeats"] > MAX_REPEATS:
             raise SpecError(f"repeats: {raw['repeats']!r} is more than {MAX_REPEATS} processes "
                             "per case")
+    if "constraints" in raw:
+        values["constraints"] = _constraints(raw["constraints"])
     measure = {}
     if raw.get("quick") in (True, "true", "1"):
         values["quick"] = True
@@ -397,6 +406,17 @@ def _opset(value) -> int:
     if opset > newest:
         raise SpecError(f"opset: {opset} is newer than the installed onnx knows (at most {newest})")
     return opset
+
+
+def _constraints(raw) -> Constraints:
+    try:
+        constraints = parse_constraints(raw)
+    except ConstraintError as exc:
+        raise SpecError(str(exc)) from None
+    if constraints.device is not None and constraints.device not in KNOWN_DEVICES:
+        raise SpecError(f"constraints.device: unknown device {constraints.device!r}; allowed: "
+                        f"{', '.join(KNOWN_DEVICES)}")
+    return constraints
 
 
 KNOWN_EXECUTORS = ("local", "ray")

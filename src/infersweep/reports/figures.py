@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from infersweep.reports.pareto import pareto_figure
 from infersweep.reports.summary import BatchCurve, Series, batch_curves, measured, varying_fields
 
 PANEL_SIZE = (5.0, 3.6)  # inches per panel
@@ -280,6 +281,8 @@ def figures(rows: list[dict], samples: dict[str, list[float]],
          lambda: speedup_vs(rows, "batch_size", baseline, style, title)),
         ("speedup_vs_size", f"Speedup over {baseline} vs image size",
          lambda: speedup_vs(rows, "image_size", baseline, style, title)),
+        ("pareto", "Throughput vs p99 latency: Pareto front per device, model and size",
+         lambda: pareto_figure(rows)),
     ]
     for size in sorted({r["image_size"] for r in measured(rows)}):
         makers.append((f"latency_{size}px", f"Latency distribution at {size} px",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infersweep import plugins
+from infersweep.grid.constraints import Constraints
 from infersweep.reports import hardware, rows as rowsmod
 from infersweep.results.result import Result
 
@@ -42,6 +43,8 @@ class ReportContext:
     # Whether the baseline has a successful case in the whole run when ``--only`` chose the rows
     # (the speedups come from the whole run); None when the rows are the whole run.
     baseline_ok: bool | None = None
+    # The sweep file's [constraints]: report.md and report.html then carry a Recommendation.
+    constraints: Constraints | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ def __getattr__(name: str):
 
 def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
                   peaks: dict | None = None, *, nodes: dict | None = None, visuals: bool = False,
-                  only=None, formats: Iterable[str] | None = None) -> list[dict]:
+                  only=None, formats: Iterable[str] | None = None,
+                  constraints: Constraints | None = None) -> list[dict]:
     """Write the chosen formats (all by default) of ``results`` to ``out_dir``; return the rows.
 
     visuals: also the visual formats (report.html, plots/). only: a Filter of rows, applied after
@@ -105,7 +109,8 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
     of a Ray sweep; when its cases ran on different hardware, speedups and utilisation are
     computed within each machine, the rows are grouped by machine, and DIR/hardware/<machine>/
     holds a full report per machine. On one kind of machine the report describes that machine
-    (not the driver's) with its peaks."""
+    (not the driver's) with its peaks. constraints: the sweep's [constraints], for the
+    reports' Recommendation section."""
     peaks = peaks or {}
     formats = None if formats is None else tuple(formats)  # read again per machine below
     chosen = [f for f in registry().values()
@@ -122,10 +127,11 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
             sub = out_dir / group.folder
             sub.mkdir(parents=True, exist_ok=True)
             write_reports(sub, group.results, group.env, baseline, group.peaks,
-                          visuals=visuals, only=only, formats=formats)
+                          visuals=visuals, only=only, formats=formats, constraints=constraints)
         rows = rowsmod.rows_by_hardware(groups, loose, baseline, only)
         context = ReportContext(out_dir, rows, results, hardware.combined_env(groups, env),
                                 baseline, {}, out_dir.name, hardware=groups)
+    context.constraints = constraints
     if only is not None:
         base = rowsmod.baseline_of(baseline)
         context.baseline_ok = any(r.status == "ok" and r.samples_ms

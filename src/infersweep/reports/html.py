@@ -11,8 +11,10 @@ import base64
 from html import escape
 
 from infersweep.probes.base import Column
+from infersweep.reports.blocks import to_html
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.knobs import KnobFinding, knob_findings
+from infersweep.reports.recommend import report_sections
 from infersweep.reports.plots import Plot, plots_of
 from infersweep.reports.rows import above_peak, above_peak_note, problems, status_line
 from infersweep.reports.summary import ENOUGH, RISING, Series, Summary, build_summary
@@ -207,8 +209,15 @@ def hardware_html(groups: list) -> str:
             f"Plots and summaries per machine:</p><ul>{links}</ul></section>")
 
 
+def sections_html(sections: list) -> str:
+    """Recommendation and Pareto front (recommend.report_sections)."""
+    return "".join(f'<section id="{escape(title.lower().replace(" ", "-"))}"><h2>'
+                   f"{escape(title)}</h2>{to_html(blocks)}</section>" for title, blocks in sections)
+
+
 def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: list[Plot],
-              hardware: list = (), baseline_ok: bool | None = None) -> str:
+              hardware: list = (), baseline_ok: bool | None = None,
+              sections: list = ()) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>infersweep report: {escape(title)}</title><style>{CSS}</style></head><body>"
@@ -218,6 +227,7 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
             f"data.</p>"
             + summary_html(build_summary(rows, env, baseline, baseline_ok))
             + knobs_html(knob_findings(rows))
+            + sections_html(list(sections))
             + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
             + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")
@@ -227,8 +237,10 @@ def write(ctx: ReportContext) -> None:
     # Several machines: no plots here, a line through cases of several machines would mean
     # nothing; each machine's own report.html has its plots.
     plots = [] if ctx.hardware else plots_of(ctx)
+    sections = [] if ctx.hardware else report_sections(ctx.rows, ctx.results, ctx.constraints)
     atomic_write(ctx.out_dir / "report.html", html_text(
-        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware, ctx.baseline_ok))
+        ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware, ctx.baseline_ok,
+        sections))
 
 
 # html embeds the plots, so it draws them too.

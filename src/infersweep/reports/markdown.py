@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
 from infersweep.reports import knobs
+from infersweep.reports.blocks import to_markdown
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
+from infersweep.reports.recommend import report_sections
 from infersweep.reports.rows import above_peak_note, problems, status_line
 from infersweep.reports.summary import build_summary, markdown_lines
 from infersweep.results import result as resultmod
@@ -156,12 +158,22 @@ def _hardware(groups: list) -> list[str]:
     return lines
 
 
+def _sections(ctx: ReportContext) -> list[str]:
+    """Recommendation and Pareto front; none for several machines (each one's report has
+    them: a front across machines would compare different hardware)."""
+    if ctx.hardware:
+        return []
+    return [line for title, blocks in report_sections(ctx.rows, ctx.results, ctx.constraints)
+            for line in (f"## {title}", "", *to_markdown(blocks))]
+
+
 def markdown_text(ctx: ReportContext) -> str:
     rows, env = ctx.rows, ctx.env
     lines = [f"# infersweep report: {ctx.title}", "",
              f"{len(rows)} cases: {status_line(rows)}", "",
              *markdown_lines(build_summary(rows, env, ctx.baseline, ctx.baseline_ok)),
              *knobs.markdown_lines(knobs.knob_findings(rows)),
+             *_sections(ctx),
              "## Environment", "", "| | |", "|---|---|",
              *[f"| {label} | {value} |" for label, value in describe(env)], "",
              *_method(rows, ctx.baseline, ctx.peaks),
