@@ -176,7 +176,7 @@ class GroupRunner:
         self.session = None
 
 
-def serve_group(request: GroupRequest, send) -> None:
+def serve_group(request: GroupRequest, send, pinned: bool = False) -> None:
     """Every case of the group, in order; the group's session, model and data are gone when this
     returns (nothing outside holds the runner)."""
     print(f"infersweep worker {os.getpid()}: group of {len(request.cases)} case(s) from "
@@ -187,6 +187,8 @@ def serve_group(request: GroupRequest, send) -> None:
             send(CaseStarted(case.case_id))
             result = runner.run_case(case)
             result.info["worker_pid"] = os.getpid()  # which worker served it (one of many groups)
+            if pinned:  # a builder had the other cores
+                result.info["worker_cpus"] = sorted(os.sched_getaffinity(0))
             send(CaseFinished(result))
     finally:
         runner._drop_session()
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         request = GroupRequest.from_json(line)
         redirect_output(request.log)
-        serve_group(request, send)
+        serve_group(request, send, pinned=bool(args.cpus))
         release_memory()
         send(GroupDone(request.cases[0].case_id))
     channel.close()
