@@ -394,15 +394,16 @@ class LocalExecutor:
         cpu_groups = [g for g in groups if g[0].device != "cuda"]
         self.prebuilder = Prebuilder(self.job, self.split)
         try:
-            try:
-                if gpu_groups:
-                    self._run_gpu(gpu_groups, on_start, on_result)
-            finally:
-                self.prebuilder.close()  # never alongside a CPU measurement
+            if gpu_groups:
+                self._run_gpu(gpu_groups, on_start, on_result)
+            self.prebuilder.close()  # never alongside a CPU measurement
             if cpu_groups:
                 slot = self._slot(None, gpu_phase=False)
                 for group in cpu_groups:
                     slot.run_group(group, on_start, on_result)
+        except BaseException:  # Ctrl-C or a bug: kill, do not wait for anything to finish
+            self.stop()
+            raise
         finally:
             # Workers end with the run: a --repeats round starts in fresh processes.
             for slot in self.slots:

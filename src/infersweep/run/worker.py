@@ -66,7 +66,7 @@ class GroupRunner:
             seed=request.seed, case=first)
         self.session = None
         self.setup_s: float | None = None
-        # Probes see the worker after importing the runtime, before any model exists.
+        # Probes see the worker after importing the runtime, before the group's model exists.
         for package in self.ctx.backend.packages:
             importlib.import_module(package)
         self.probes = GroupProbes([probe() for probe in registry()], self.ctx)
