@@ -136,3 +136,22 @@ def test_sigkill_mid_sweep_resumes_with_every_case_once(tmp_path):
     pid = _pids(out)
     # The killed sweep's worker had served the first group and went on into the second.
     assert pid[(8, 1)] == pid[(8, 4)] == pid[(16, 1)]
+
+
+@pytest.mark.gpu
+def test_gpu_groups_share_a_worker_and_find_their_export_prebuilt(tmp_path):
+    import os
+
+    out = tmp_path / "run"
+    done = cli("run", "--backends", "onnxruntime", "--devices", "cuda", "--precisions", "fp32",
+               "--sizes", "32,48", "--batches", "1,2", "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert len({r["info"]["worker_pid"] for r in rows}) == 1  # one CUDA context for both groups
+    if len(os.sched_getaffinity(0)) >= 4:  # a builder exported the second group's model
+        info = {r["image_size"]: r["info"] for r in rows if r["batch_size"] == 1}
+        assert "builder" not in info[32]  # the cheaper group runs first
+        assert info[48]["artefacts_prebuilt"] is True
+        assert [a["kind"] for a in info[48]["builder"]["artefacts"]] == ["onnx"]
+        assert len(info[48]["worker_cpus"]) < len(os.sched_getaffinity(0))

@@ -184,8 +184,13 @@ class Prebuilder:
             return
         with self.lock:
             if self.builder is None:
-                self.builder = Builder(self.job, self.split.builder,
-                                       self.job.log_dir / "builder.log")
+                try:
+                    self.builder = Builder(self.job, self.split.builder,
+                                           self.job.log_dir / "builder.log")
+                except OSError as exc:  # no builder then: the workers build, as they always did
+                    print(f"infersweep: builder not started ({exc})", file=sys.stderr)
+                    self.split = None
+                    return
         self.builder.submit(group)
 
     def info_for(self, group: list[Case]) -> dict:
