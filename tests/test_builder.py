@@ -17,7 +17,8 @@ FACTORY = """\
 import torch.nn as nn
 
 def tiny(image_size):
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10))
 """
 SETTINGS = MeasureSettings(min_iterations=5, min_time_s=0.05, max_time_s=0.3, warmup_max_s=0.2)
 

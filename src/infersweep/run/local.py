@@ -85,7 +85,7 @@ def _death_result(case: Case, returncode: int, oom_before: int | None, log: Path
 
 @dataclass
 class WorkerProcess:
-    """A running worker: its process, the pipe it answers on, and the (backend, device) it serves."""
+    """A running worker: its process, its answer pipe, and the (backend, device) it serves."""
     proc: subprocess.Popen
     read_fd: int
     key: tuple[str, str]
@@ -228,8 +228,9 @@ class WorkerSlot:
                                 reason=f"no result within --timeout {self.job.timeout_s:g} s; "
                                        "the worker's process group was killed")
             elif end.how == DONE or returncode == 0:
-                result = Result(victim, "crashed", reason="worker exited (code 0) without "
-                                                          f"reporting this case; {_tail(log)[-300:]}")
+                result = Result(victim, "crashed",
+                                reason="worker exited (code 0) without reporting this case; "
+                                       f"{_tail(log)[-300:]}")
             else:
                 result = _death_result(victim, returncode, oom_before, log)
             result.info["log"] = str(log)
@@ -414,8 +415,8 @@ class LocalExecutor:
             self._serve(slot, group, upcoming, on_start, on_result)
 
         if len(self.gpus) > 1:
-            run_in_parallel(groups, [self._slot(g, gpu_phase=True) for g in self.gpus], on_start, on_result,
-                            serve)
+            slots = [self._slot(g, gpu_phase=True) for g in self.gpus]
+            run_in_parallel(groups, slots, on_start, on_result, serve)
             return
         slot = self._slot(self.gpus[0] if self.gpus else None, gpu_phase=True)
         for i, group in enumerate(groups):
