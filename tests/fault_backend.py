@@ -24,6 +24,8 @@ FAULT_BATCH = 2
 # A healthy run sleeps this long; INFERSWEEP_FAULT_SLOWDOWN=1.3 makes a deliberately slower build.
 BASE_SLEEP_S = float(os.environ.get("INFERSWEEP_FAULT_SLEEP_MS", "1")) / 1000
 SLOWDOWN = float(os.environ.get("INFERSWEEP_FAULT_SLOWDOWN", "1"))
+# INFERSWEEP_FAULT_SIZE=16: the fault strikes only at that image size (one group of several).
+FAULT_SIZE = int(os.environ.get("INFERSWEEP_FAULT_SIZE", "0"))
 ORPHAN_SLEEP = "314159"  # a recognisable argument for the child left running by fault-child
 
 
@@ -39,7 +41,8 @@ class FaultSession(Session):
         return np.ascontiguousarray(batch)
 
     def launch(self, placed):
-        mode = self.mode if placed.shape[0] == FAULT_BATCH else "ok"
+        faulty = placed.shape[0] == FAULT_BATCH and FAULT_SIZE in (0, placed.shape[-1])
+        mode = self.mode if faulty else "ok"
         if mode == "child" and self.child is None:
             self.child = subprocess.Popen(["sleep", ORPHAN_SLEEP])  # never waited for
         if mode == "oom":

@@ -99,6 +99,9 @@ FLAGS = (
                                 "(default: start a local Ray instance)", executor=True),
     _option("retries", int,
             "executor ray: re-schedule a crashed case up to N times (default: 0)", executor=True),
+    _option("worker_per_group", bool, "a fresh worker process for every group, and no builder "
+            "(the old isolation; default: a worker serves group after group while healthy)",
+            default=False, executor=True),
 )
 SPEC_FLAGS = tuple(f.name for f in FLAGS if f.in_spec)
 
@@ -136,6 +139,7 @@ class SweepArgs:
                 options.setdefault(backend, {}).update(values)
         flags["out"] = str(flags["out"]) if flags.get("out") else None
         flags["quick"] = True if flags.get("quick") else None  # a flag can only turn it on
+        flags["worker_per_group"] = True if flags.get("worker_per_group") else None
         raw.update({k: v for k, v in flags.items() if v is not None})
         if options is not None:
             raw["options"] = options

@@ -53,7 +53,8 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
     executor: Executor | None = None
     try:
         job = WorkerJob(settings=spec.measure, seed=spec.seed, opset=spec.opset,
-                        timeout_s=spec.timeout_s, log_dir=out_dir / "logs")
+                        timeout_s=spec.timeout_s, log_dir=out_dir / "logs",
+                        worker_per_group=spec.worker_per_group)
         # Made before the plan: Ray starts (or is reached) once, and its GPUs count as present.
         executor = make_executor(spec.executor, job, gpus=spec.gpus,
                                  usable_cores=envmod.usable_cores(),

@@ -7,7 +7,9 @@
 - ``Session.specialize(placed)`` compiles for this input shape if the runtime needs that (setup);
 - ``Session.launch(placed)`` enqueues one batch; ``Session.synchronize()`` waits for the device;
   ``Session.run(placed)`` = launch + synchronize: returns only when the result is complete;
-- ``Session.fetch(output)`` brings an output back to the host as numpy (not timed).
+- ``Session.fetch(output)`` brings an output back to the host as numpy (not timed);
+- ``build_artefacts(source, case, cache)`` (optional) builds ahead, in the builder process, what
+  ``prepare`` would otherwise build for the case's group (run/builder.py).
 
 Backend options (``channels_last``, ``mode``...) are declared with their defaults; a case carries
 the full canonical option string, so they are part of its identity and visible in every row.
@@ -61,6 +63,15 @@ class Session:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A cache entry built (or found) ahead of a group: its cache kind, its file, and whether it
+    was in the cache already."""
+    kind: str
+    path: str
+    cached: bool
 
 
 def parse_value(text: str, like):
@@ -197,3 +208,9 @@ class Backend:
 
     def prepare(self, source, case: Case, cache) -> Session:
         raise NotImplementedError
+
+    def build_artefacts(self, source, case: Case, cache) -> list[Artefact]:
+        """Build into ``cache`` what ``prepare`` of this case's group would build, as far as the
+        CPU alone can (the builder process sees no GPU): ONNX exports, INT8 models. It runs while
+        another group is measured; ``prepare`` then finds them cached. Default: nothing."""
+        return []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from infersweep.backends.base import Backend, PrecisionError, Session
+from infersweep.backends.base import Artefact, Backend, PrecisionError, Session
 from infersweep.case import Case
 from infersweep.artefacts.export import (DEFAULT_OPSET, onnx_export, onnx_precision_report,
                                          user_onnx)
@@ -157,6 +157,16 @@ class OnnxRuntime(Backend):
             return ("this onnxruntime has no CUDAExecutionProvider; install with: "
                     "pip uninstall onnxruntime && pip install onnxruntime-gpu")
         return None
+
+    def build_artefacts(self, source, case: Case, cache) -> list[Artefact]:
+        """The export (or INT8 model) ``prepare`` reads, by the same calls and keys."""
+        opset = source.opset or DEFAULT_OPSET
+        if case.precision == "int8":
+            path, cached = int8_export(source, case.image_size, opset, cache, case.data,
+                                       source.seed)
+            return [Artefact("onnx-int8", str(path), cached)]
+        path, cached = onnx_export(source, case.image_size, opset, cache, case.precision)
+        return [Artefact("onnx", str(path), cached)]
 
     def prepare(self, source, case: Case, cache) -> Session:
         opset = source.opset or DEFAULT_OPSET

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from infersweep.backends.base import Backend, PrecisionError, Session
+from infersweep.backends.base import Artefact, Backend, PrecisionError, Session
 from infersweep.case import Case
 from infersweep.artefacts.export import DEFAULT_OPSET, onnx_export
 
@@ -120,6 +120,11 @@ class OpenVino(Backend):
             return (f"this CPU has no {CAPABILITY[case.precision]} capability in OpenVINO "
                     f"(it reports {', '.join(cpu_capabilities())})")
         return None
+
+    def build_artefacts(self, source, case: Case, cache) -> list[Artefact]:
+        """The fp32 export ``prepare`` reads (compiling needs the case's shape: not here)."""
+        path, cached = onnx_export(source, case.image_size, source.opset or DEFAULT_OPSET, cache)
+        return [Artefact("onnx", str(path), cached)]
 
     def prepare(self, source, case: Case, cache) -> OpenVinoSession:
         opset = source.opset or DEFAULT_OPSET

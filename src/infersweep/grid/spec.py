@@ -72,6 +72,8 @@ KEYS = {
     "executor": "where cases run: local (this machine) or ray (a Ray cluster, or a local instance)",
     "ray_address": "address of an existing Ray cluster (executor ray; default: start one here)",
     "retries": "executor ray: re-schedule a crashed case up to this many times",
+    "worker_per_group": "a fresh worker process for every group, and no builder (the old "
+                        "isolation)",
     "repeats": "worker processes per case (their medians give the between-process interval)",
     "constraints": "what a deployment must meet, for the report's Recommendation: p99_ms, "
                    "max_memory_mb, min_throughput, min_cosine, min_top1, device, maximize or "
@@ -113,6 +115,7 @@ class Spec:
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # an existing Ray cluster; None: start a local instance
     retries: int = 0  # executor ray: re-schedule a crashed case up to this many times
+    worker_per_group: bool = False  # a fresh worker for every group (no long-lived ones)
     # How many worker processes measure each case; not part of identity(): asking for more
     # repeats resumes the same run directory and adds processes to the cases it has.
     repeats: int = 1
@@ -434,6 +437,10 @@ def _executor_values(raw: dict) -> dict:
         values["ray_address"] = str(raw["ray_address"]).strip()
     if raw.get("retries") not in (None, ""):
         values["retries"] = _number("retries", raw["retries"], int, 0, inclusive=True)
+    if raw.get("worker_per_group") in (True, "true", "1"):
+        values["worker_per_group"] = True
+    elif raw.get("worker_per_group") not in (None, False, "false", "0"):
+        raise SpecError(f"worker_per_group: {raw['worker_per_group']!r} is not true or false")
     if executor != "ray":
         for key, flag in (("ray_address", "--ray-address"), ("retries", "--retries")):
             if values.get(key):

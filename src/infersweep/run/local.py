@@ -1,10 +1,13 @@
-"""Running cases on this machine: a WorkerSlot serves one group at a time in a fresh worker process;
-the LocalExecutor runs a sweep's groups on one slot, or on one slot per GPU in parallel.
+"""Running cases on this machine: a WorkerSlot serves group after group in a long-lived worker
+process; the LocalExecutor runs a sweep's groups on one slot, or on one slot per GPU in parallel.
 
 Only one worker runs per slot: two measurements sharing a CPU or a GPU would slow each other down.
-The slot owns the failure semantics: a case that is in flight when its worker dies is charged
-(crashed / oom / timeout) and the rest of the group goes on in a fresh worker. The worker runs in
-its own session (process group), so a timeout kills everything it started.
+A worker lives while it is healthy and the groups keep its (backend, device): it saves an
+interpreter, the runtime's import, a CUDA context and NVML per group. The slot owns the failure
+semantics: a case that is in flight when its worker dies is charged (crashed / oom / timeout) and
+the rest of the group, and the groups after it, go on in a fresh worker; a worker whose case ran
+out of memory is replaced too. The worker runs in its own session (process group), so a timeout
+kills everything it started, and it dies with the parent (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from infersweep.artefacts.cache import cache_root
 from infersweep.case import Case
 from infersweep.results.result import Result
-from infersweep.run.protocol import (CaseFinished, CaseStarted, GroupRequest, WorkerJob,
-                                      parse_event)
+from infersweep.run.builder import Prebuilder, split_cores
+from infersweep.run.protocol import (CaseFinished, CaseStarted, Event, GroupDone, GroupRequest,
+                                      WorkerJob, parse_event)
 
 STDERR_TAIL_CHARS = 1500
 
@@ -79,32 +83,97 @@ def _death_result(case: Case, returncode: int, oom_before: int | None, log: Path
     return Result(case, "crashed", reason=f"worker exited with code {returncode}{tail_note}")
 
 
+@dataclass
+class WorkerProcess:
+    """A running worker: its process, its answer pipe, and the (backend, device) it serves."""
+    proc: subprocess.Popen
+    read_fd: int
+    key: tuple[str, str]
+    buffer: bytes = b""
+    ended: bool = False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, request: GroupRequest) -> bool:
+        """False when the worker is gone (its stdin is a broken pipe)."""
+        try:
+            self.proc.stdin.write((request.to_json() + "\n").encode())
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def events(self, wait_s: float) -> list[Event] | None:
+        """The events that arrived within ``wait_s``; None once the worker closed its channel."""
+        ready, _, _ = select.select([self.read_fd], [], [], wait_s)
+        if not ready:
+            return []
+        chunk = os.read(self.read_fd, 65536)
+        if not chunk:
+            return None  # finished or died
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [e for e in map(parse_event, lines) if e is not None]
+
+    def end(self, wait_s: float) -> None:
+        """Close its stdin (a healthy worker exits), wait up to ``wait_s`` for it, then kill its
+        process group: nothing it started survives it."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        os.close(self.read_fd)
+        try:
+            self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_group(self.proc)
+        self.proc.wait()
+
+
+# How a group's request to a worker ended.
+DONE = "done"  # GroupDone: the worker is healthy and waits for the next group
+CLOSED = "closed"  # the worker closed its channel: it exited or died
+TIMEOUT = "timeout"  # no event within --timeout
+RETIRE = "retire"  # a case ran out of memory: the worker is replaced, nobody else is charged
+STOPPED = "stopped"  # stop() (Ctrl-C)
+
+
+@dataclass
+class GroupEnd:
+    how: str
+    in_flight: Case | None
+    case_started: float
+
+
 class WorkerSlot:
-    """One worker process at a time, on one GPU (or the CPU): serves a group of cases."""
+    """One worker process at a time, on one GPU (or the CPU), serving group after group.
+
+    The worker lives while it is healthy and the groups keep its (backend, device); it is
+    replaced after a crash, a timeout or an OOM, and closed when a group of another key comes
+    (or after every group with ``job.worker_per_group``). ``close()`` ends the last one."""
 
     def __init__(self, job: WorkerJob):
         self.job = job
-        self.active: subprocess.Popen | None = None
+        self.worker: WorkerProcess | None = None
         self.stopping = False  # set by stop(): the case in flight is abandoned, not charged
 
-    def _spawn(self, cases: list[Case], log: Path) -> tuple[subprocess.Popen, int]:
+    def _spawn(self, key: tuple[str, str], log: Path) -> WorkerProcess:
         read_fd, write_fd = os.pipe()
-        payload = GroupRequest.for_job(cases, self.job).to_json()
+        args = [sys.executable, "-m", "infersweep.run.worker", "--result-fd", str(write_fd),
+                "--parent", str(os.getpid())]
+        if self.job.cpus:
+            args += ["--cpus", ",".join(map(str, self.job.cpus))]
         with open(log, "ab") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "infersweep.run.worker", "--result-fd", str(write_fd),
-                 "--parent", str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=log_file, stderr=log_file, pass_fds=(write_fd,),
-                start_new_session=True, env=self._worker_env(),
-            )
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=log_file, stderr=log_file,
+                                    pass_fds=(write_fd,), start_new_session=True,
+                                    env=self._worker_env())
         os.close(write_fd)
-        self.active = proc
-        try:
-            proc.stdin.write(payload.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the worker died at once; its exit is handled like any other death
-        return proc, read_fd
+        return WorkerProcess(proc, read_fd, key)
 
     def _worker_env(self) -> dict:
         root = Path(self.job.cache_dir) if self.job.cache_dir else cache_root()
@@ -114,120 +183,153 @@ class WorkerSlot:
         env.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
         if self.job.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(self.job.gpu)
-        if self.job.cpu_threads:
-            env["OMP_NUM_THREADS"] = str(self.job.cpu_threads)
+        threads = self.job.cpu_threads or (len(self.job.cpus) if self.job.cpus else None)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         return env
+
+    def _worker_for(self, key: tuple[str, str], log: Path) -> WorkerProcess:
+        """The live worker of this key, or a fresh one (a worker of another key is closed)."""
+        if self.worker is not None and (self.worker.key != key or not self.worker.alive()):
+            self.close()
+        if self.worker is None:
+            self.worker = self._spawn(key, log)
+        return self.worker
 
     def run_group(self, cases: list[Case], on_start: Callable[[Case], None],
                   on_result: Callable[[Result], None]) -> None:
         """Run every case of the group; each ends in exactly one on_result call."""
         pending = list(cases)
-        by_id = {c.case_id: c for c in cases}
         log = self.job.log_dir / f"worker-{cases[0].case_id}.log"
-        while pending:
+        key = (cases[0].backend, cases[0].device)
+        while pending and not self.stopping:
+            worker = self._worker_for(key, log)
             oom_before = _cgroup_oom_kills()
-            proc, read_fd = self._spawn(pending, log)
-            in_flight: Case | None = None
-            started = time.monotonic()  # a worker stuck before its first case is charged too
-            case_started = started
-            buffer = b""
-            timed_out = False
+            request = GroupRequest.for_job(pending, self.job, log)
             try:
-                while not self.stopping:
-                    remaining = self.job.timeout_s - (time.monotonic() - started)
-                    if remaining <= 0:
-                        timed_out = True
-                        break
-                    ready, _, _ = select.select([read_fd], [], [], min(remaining, 1.0))
-                    if not ready:
-                        continue
-                    chunk = os.read(read_fd, 65536)
-                    if not chunk:
-                        break  # worker closed its channel: finished or died
-                    buffer += chunk
-                    while b"\n" in buffer:
-                        line, buffer = buffer.split(b"\n", 1)
-                        event = parse_event(line)
-                        if isinstance(event, CaseStarted) and event.case_id in by_id:
-                            in_flight = by_id[event.case_id]
-                            started = case_started = time.monotonic()
-                            on_start(in_flight)
-                        elif isinstance(event, CaseFinished):
-                            result = event.result
-                            result.wall_s = time.monotonic() - case_started
-                            if self.job.gpu is not None:
-                                result.info["gpu_index"] = self.job.gpu
-                            if result.case in pending:
-                                pending.remove(result.case)
-                                on_result(result)
-                            in_flight = None
-                            started = time.monotonic()
+                end = self._serve(worker, request, pending, on_start, on_result)
             except BaseException:  # Ctrl-C or a bug here: the worker must not outlive us
-                _kill_group(proc)
+                self._discard(0)
                 raise
-            finally:
-                os.close(read_fd)
-                if timed_out:
-                    _kill_group(proc)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    _kill_group(proc)
-                    proc.wait()
-                _kill_group(proc)  # anything the worker left behind in its process group
-                self.active = None
-
-            if not pending or self.stopping:
+            if end.how == DONE and not pending:
+                if self.job.worker_per_group:
+                    self.close()
                 return
-            # The worker ended with cases left: charge the one in flight (or the next one if it
-            # died before starting any, so that the loop always makes progress).
-            victim = in_flight or pending[0]
-            if timed_out:
+            # Gone, stuck, or to be replaced: the rest of the group goes on in a fresh worker.
+            self._discard(10 if end.how == CLOSED else 0)  # a dead worker's exit code is read
+            if not pending or self.stopping or end.how == RETIRE:
+                continue
+            # Charge the case in flight (or the next one if the worker died before starting
+            # any, so that the loop always makes progress).
+            victim = end.in_flight or pending[0]
+            returncode = worker.proc.returncode
+            if end.how == TIMEOUT:
                 result = Result(victim, "timeout",
                                 reason=f"no result within --timeout {self.job.timeout_s:g} s; "
                                        "the worker's process group was killed")
-            elif proc.returncode == 0:
-                result = Result(victim, "crashed", reason="worker exited (code 0) without "
-                                                          f"reporting this case; {_tail(log)[-300:]}")
+            elif end.how == DONE or returncode == 0:
+                result = Result(victim, "crashed",
+                                reason="worker exited (code 0) without reporting this case; "
+                                       f"{_tail(log)[-300:]}")
             else:
-                result = _death_result(victim, proc.returncode, oom_before, log)
+                result = _death_result(victim, returncode, oom_before, log)
             result.info["log"] = str(log)
-            result.wall_s = time.monotonic() - case_started
+            result.wall_s = time.monotonic() - end.case_started
             pending.remove(victim)
             on_result(result)
+
+    def _serve(self, worker: WorkerProcess, request: GroupRequest, pending: list[Case],
+               on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> GroupEnd:
+        """Send one group and follow its events until the group is done or the worker is not
+        fit to go on; ``pending`` loses each case as its result is handed on."""
+        by_id = {c.case_id: c for c in request.cases}
+        in_flight: Case | None = None
+        # The clock restarts at every event: a worker stuck before its first case (or after
+        # its last one) is charged too, and the timeout is per case.
+        started = case_started = time.monotonic()
+        if not worker.send(request):
+            return GroupEnd(CLOSED, None, case_started)
+        while not self.stopping:
+            remaining = self.job.timeout_s - (time.monotonic() - started)
+            if remaining <= 0:
+                return GroupEnd(TIMEOUT, in_flight, case_started)
+            events = worker.events(min(remaining, 1.0))
+            if events is None:
+                return GroupEnd(CLOSED, in_flight, case_started)
+            for event in events:
+                if isinstance(event, CaseStarted) and event.case_id in by_id:
+                    in_flight = by_id[event.case_id]
+                    started = case_started = time.monotonic()
+                    on_start(in_flight)
+                elif isinstance(event, CaseFinished):
+                    result = event.result
+                    result.wall_s = time.monotonic() - case_started
+                    if self.job.gpu is not None:
+                        result.info["gpu_index"] = self.job.gpu
+                    if result.case in pending:
+                        pending.remove(result.case)
+                        on_result(result)
+                    in_flight = None
+                    started = time.monotonic()
+                    if result.status == "oom":
+                        # An allocator that ran out may stay fragmented (or, for the CPU, keep
+                        # a lowered limit): the next case must not inherit it.
+                        return GroupEnd(RETIRE, None, case_started)
+                elif isinstance(event, GroupDone):
+                    return GroupEnd(DONE, None, case_started)
+        return GroupEnd(STOPPED, in_flight, case_started)
+
+    def _discard(self, wait_s: float) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.end(wait_s)
+
+    def close(self) -> None:
+        """End the worker kept for the next group: it exits when its stdin closes."""
+        self._discard(10)
 
     def stop(self) -> None:
         """Kill the worker in flight (Ctrl-C): nothing may keep running after we return."""
         self.stopping = True
-        active = self.active
-        if active is not None:
-            _kill_group(active)
+        worker = self.worker
+        if worker is not None:
+            _kill_group(worker.proc)
             try:
-                active.wait(timeout=5)
+                worker.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
 
 
+Serve = Callable[[WorkerSlot, list[Case], "list[Case] | None"], None]
+
+
 def run_in_parallel(groups: list[list[Case]], executors: list[WorkerSlot],
-                    on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
+                    on_start: Callable[[Case], None], on_result: Callable[[Result], None],
+                    serve: Serve | None = None) -> None:
     """One thread per slot (one per GPU); each takes the next group when it is free, so no
-    two measurements ever share a GPU. Callbacks come from several threads: they must lock."""
+    two measurements ever share a GPU. Callbacks come from several threads: they must lock.
+    ``serve(slot, group, upcoming)`` runs a group knowing the one after it (for the builder);
+    by default ``slot.run_group``."""
     queue = deque(groups)
     lock = threading.Lock()
     errors: list[BaseException] = []
+    if serve is None:
+        def serve(slot, group, _upcoming):
+            slot.run_group(group, on_start, on_result)
 
-    def serve(executor: WorkerSlot) -> None:
+    def take(executor: WorkerSlot) -> None:
         try:
             while True:
                 with lock:
                     if not queue or executor.stopping or errors:
                         return
                     group = queue.popleft()
-                executor.run_group(group, on_start, on_result)
+                    upcoming = queue[0] if queue else None
+                serve(executor, group, upcoming)
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)
 
-    threads = [threading.Thread(target=serve, args=(e,), daemon=True) for e in executors]
+    threads = [threading.Thread(target=take, args=(e,), daemon=True) for e in executors]
     for t in threads:
         t.start()
     try:
@@ -247,42 +349,83 @@ def run_in_parallel(groups: list[list[Case]], executors: list[WorkerSlot],
 class LocalExecutor:
     """A sweep on this machine. GPU groups first, one slot per GPU in parallel when --gpus names
     several; CPU groups after them, one at a time, so that a CPU measurement never competes with
-    a GPU case's host thread."""
+    a GPU case's host thread. While a GPU group is measured, a builder prepares the next GPU
+    group's artefacts on cores of its own (run/builder.py); it is closed before any CPU group."""
 
-    def __init__(self, job: WorkerJob, gpus: tuple[int, ...] = (), usable_cores: int = 1):
+    def __init__(self, job: WorkerJob, gpus: tuple[int, ...] = (), usable_cores: int = 1,
+                 cores: tuple[int, ...] | None = None):
         self.job = job
         self.gpus = gpus
+        cores = tuple(sorted(os.sched_getaffinity(0))) if cores is None else cores
+        # No builder with --worker-per-group: that path is the old isolation, kept to compare.
+        self.split = None if job.worker_per_group else split_cores(cores[:usable_cores])
+        worker_cores = len(self.split.worker) if self.split else usable_cores
         # Parallel GPU workers share the host: each gets its share of the cores, so one worker's
         # CPU work (the fp32 reference, preprocessing) cannot stall another's kernel launches.
-        self.gpu_threads = max(1, usable_cores // len(gpus)) if len(gpus) > 1 else None
+        self.gpu_threads = max(1, worker_cores // len(gpus)) if len(gpus) > 1 else None
         self.slots: list[WorkerSlot] = []
+        self.prebuilder: Prebuilder | None = None
         self.stopping = False
 
-    def _slot(self, gpu: int | None) -> WorkerSlot:
-        slot = WorkerSlot(replace(self.job, gpu=gpu,
-                                  cpu_threads=self.gpu_threads if gpu is not None else None))
+    def _slot(self, gpu: int | None, gpu_phase: bool) -> WorkerSlot:
+        job = replace(self.job, gpu=gpu, cpu_threads=self.gpu_threads if gpu is not None else None)
+        if self.split is not None and gpu_phase:  # the builder may have the other cores
+            job = replace(job, cpus=self.split.worker)
+        slot = WorkerSlot(job)
         self.slots.append(slot)
         if self.stopping:
             slot.stop()
         return slot
 
+    def _serve(self, slot: WorkerSlot, group: list[Case], upcoming: list[Case] | None,
+               on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
+        """Run a GPU group once the builder is done with it, the builder working on the next."""
+        info = self.prebuilder.info_for(group)
+        self.prebuilder.upcoming(upcoming)
+
+        def with_info(result: Result) -> None:
+            result.info.update(info)
+            on_result(result)
+
+        slot.run_group(group, on_start, with_info)
+
     def run(self, groups: list[list[Case]], on_start: Callable[[Case], None],
             on_result: Callable[[Result], None]) -> None:
         gpu_groups = [g for g in groups if g[0].device == "cuda"]
         cpu_groups = [g for g in groups if g[0].device != "cuda"]
-        if gpu_groups and len(self.gpus) > 1:
-            run_in_parallel(gpu_groups, [self._slot(g) for g in self.gpus], on_start, on_result)
-        elif gpu_groups:
-            slot = self._slot(self.gpus[0] if self.gpus else None)
-            for group in gpu_groups:
-                slot.run_group(group, on_start, on_result)
-        if cpu_groups:
-            slot = self._slot(None)
-            for group in cpu_groups:
-                slot.run_group(group, on_start, on_result)
+        self.prebuilder = Prebuilder(self.job, self.split)
+        try:
+            if gpu_groups:
+                self._run_gpu(gpu_groups, on_start, on_result)
+            self.prebuilder.close()  # never alongside a CPU measurement
+            if cpu_groups:
+                slot = self._slot(None, gpu_phase=False)
+                for group in cpu_groups:
+                    slot.run_group(group, on_start, on_result)
+        except BaseException:  # Ctrl-C or a bug: kill, do not wait for anything to finish
+            self.stop()
+            raise
+        finally:
+            # Workers end with the run: a --repeats round starts in fresh processes.
+            for slot in self.slots:
+                slot.close()
+
+    def _run_gpu(self, groups: list[list[Case]], on_start, on_result) -> None:
+        def serve(slot, group, upcoming):
+            self._serve(slot, group, upcoming, on_start, on_result)
+
+        if len(self.gpus) > 1:
+            slots = [self._slot(g, gpu_phase=True) for g in self.gpus]
+            run_in_parallel(groups, slots, on_start, on_result, serve)
+            return
+        slot = self._slot(self.gpus[0] if self.gpus else None, gpu_phase=True)
+        for i, group in enumerate(groups):
+            serve(slot, group, groups[i + 1] if i + 1 < len(groups) else None)
 
     def stop(self) -> None:
         self.stopping = True
+        if self.prebuilder is not None:
+            self.prebuilder.stop()
         for slot in self.slots:
             slot.stop()
 
@@ -290,4 +433,5 @@ class LocalExecutor:
         return None  # this machine's GPUs, as the spec saw them
 
     def close(self) -> None:
-        pass
+        for slot in self.slots:
+            slot.close()

@@ -127,10 +127,13 @@ def _run_group_task(case_dicts: list[dict], job: WorkerJob, mailbox, token: int,
         result.info.update(where)
         mailbox.put(("result", token, result.to_json()))
 
+    # One group per task, in a worker of its own: the task's Ray process is fresh anyway
+    # (max_calls=1), and groups of one key may land on different nodes. No builder here.
+    slot = WorkerSlot(replace(job, log_dir=log_dir, cpu_threads=cpu_threads, gpu=None))
     try:
-        WorkerSlot(replace(job, log_dir=log_dir, cpu_threads=cpu_threads, gpu=None)) \
-            .run_group(cases, on_start, on_result)
+        slot.run_group(cases, on_start, on_result)
     finally:
+        slot.close()
         if not shared:
             for path in log_dir.glob("worker-*.log"):
                 text = path.read_text(errors="replace")[-LOG_SHIP_CHARS:]

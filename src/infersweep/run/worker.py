@@ -1,14 +1,20 @@
-"""The worker process: serves one group of cases that share a prepared model.
+"""The worker process: serves group after group of cases, each group sharing a prepared model.
 
 Started by a WorkerSlot (run/local.py) as ``python -m infersweep.run.worker --result-fd N --parent
-PID`` with a GroupRequest on stdin; it answers with CaseStarted / CaseFinished events on its own
-pipe (run/protocol.py).
+PID [--cpus 0,1]``; it reads one GroupRequest per line on stdin and answers with CaseStarted /
+CaseFinished events and a GroupDone per group on its own pipe (run/protocol.py), until stdin ends.
+
+Between groups the worker lets go of everything the group held (session, model, data, the
+allocator caches of torch, torch.compile's compiled code), so that a group's memory figures are
+its own: what stays is what any worker has after its first case (interpreter, runtime libraries,
+CUDA context and library handles). See ``release_group``.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import importlib
 import os
 import signal
@@ -23,7 +29,7 @@ from infersweep.measure.timing import Timing, measure, pipelined_throughput, tim
 from infersweep.probes import ProbeContext, registry
 from infersweep.probes.group import GroupProbes, short_reason
 from infersweep.results.result import Result
-from infersweep.run.protocol import CaseFinished, CaseStarted, GroupRequest
+from infersweep.run.protocol import CaseFinished, CaseStarted, GroupDone, GroupRequest
 
 PR_SET_PDEATHSIG = 1
 
@@ -60,7 +66,7 @@ class GroupRunner:
             seed=request.seed, case=first)
         self.session = None
         self.setup_s: float | None = None
-        # Probes see the worker after importing the runtime, before any model exists.
+        # Probes see the worker after importing the runtime, before the group's model exists.
         for package in self.ctx.backend.packages:
             importlib.import_module(package)
         self.probes = GroupProbes([probe() for probe in registry()], self.ctx)
@@ -171,23 +177,77 @@ class GroupRunner:
         self.session = None
 
 
+def serve_group(request: GroupRequest, send, pinned: bool = False) -> None:
+    """Every case of the group, in order; the group's session, model and data are gone when this
+    returns (nothing outside holds the runner)."""
+    print(f"infersweep worker {os.getpid()}: group of {len(request.cases)} case(s) from "
+          f"{request.cases[0].case_id}", file=sys.stderr, flush=True)
+    runner = GroupRunner(request)
+    try:
+        for case in request.cases:
+            send(CaseStarted(case.case_id))
+            result = runner.run_case(case)
+            result.info["worker_pid"] = os.getpid()  # which worker served it (one of many groups)
+            if pinned:  # a builder had the other cores
+                result.info["worker_cpus"] = sorted(os.sched_getaffinity(0))
+            send(CaseFinished(result))
+    finally:
+        runner._drop_session()
+
+
+def release_memory() -> None:
+    """After a group: give back the caches that would carry its memory into the next group's
+    figures (its session and model are already unreachable)."""
+    dynamo = sys.modules.get("torch._dynamo")  # only where torch.compile was used
+    if dynamo is not None:
+        dynamo.reset()  # compiled code and guards of the old shapes (Inductor's disk cache stays)
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # the caching allocator's blocks go back to the driver
+        torch.cuda.reset_peak_memory_stats()
+    try:  # freed heap goes back to the kernel, so the next group's RSS is not the last one's
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def redirect_output(log: str | None) -> None:
+    """This group's stdout and stderr (native libraries' too) go to the group's log."""
+    if not log:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--result-fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--cpus", default="", help="comma list of cores to run on")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
+    if args.cpus:  # before any runtime starts its threads: they inherit it
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     channel = os.fdopen(args.result_fd, "w", buffering=1)
-    request = GroupRequest.from_json(sys.stdin.read())
 
-    def send(event: CaseStarted | CaseFinished) -> None:
+    def send(event: CaseStarted | CaseFinished | GroupDone) -> None:
         channel.write(event.to_line())
         channel.flush()
 
-    runner = GroupRunner(request)
-    for case in request.cases:
-        send(CaseStarted(case.case_id))
-        send(CaseFinished(runner.run_case(case)))
+    while line := sys.stdin.readline():  # one request per line, until the parent closes stdin
+        if not line.strip():
+            continue
+        request = GroupRequest.from_json(line)
+        redirect_output(request.log)
+        serve_group(request, send, pinned=bool(args.cpus))
+        release_memory()
+        send(GroupDone(request.cases[0].case_id))
     channel.close()
     return 0
 

@@ -1,0 +1,130 @@
+"""The builder process: the next GPU group's artefacts built off the critical path, on cores and
+at a priority of its own, never alongside a CPU measurement, never failing a case."""
+
+import os
+
+import pytest
+
+from infersweep.artefacts.cache import ArtifactCache, entries
+from infersweep.case import Case
+from infersweep.measure.timing import MeasureSettings
+from infersweep.run import builder as buildermod
+from infersweep.run.builder import Builder, CoreSplit, split_cores
+from infersweep.run.local import LocalExecutor
+from infersweep.run.protocol import WorkerJob
+
+FACTORY = """\
+import torch.nn as nn
+
+def tiny(image_size):
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10))
+"""
+SETTINGS = MeasureSettings(min_iterations=5, min_time_s=0.05, max_time_s=0.3, warmup_max_s=0.2)
+
+
+def test_cores_are_split_only_where_there_are_enough():
+    assert split_cores([0, 1]) is None
+    assert split_cores([0, 1, 2]) is None
+    assert split_cores([3, 1, 0, 2]) == CoreSplit(worker=(0, 1, 2), builder=(3,))
+    assert split_cores(range(16)) == CoreSplit(worker=tuple(range(12)),
+                                               builder=(12, 13, 14, 15))
+
+
+def test_builder_exports_the_next_group_in_its_own_process(tmp_path):
+    (tmp_path / "fac.py").write_text(FACTORY)
+    model = str(tmp_path / "fac.py") + ":tiny"
+    group = [Case(model, "random(seed=0)", "onnxruntime", "cuda", "fp32", 32, b, "synthetic")
+             for b in (1, 4)]
+    core = max(os.sched_getaffinity(0))
+    job = WorkerJob(settings=SETTINGS, cache_dir=str(tmp_path / "cache"), log_dir=tmp_path)
+    builder = Builder(job, (core,), tmp_path / "builder.log", nice=7)
+    try:
+        builder.submit(group)
+        report = builder.wait_for(group, timeout_s=120)
+        ready = builder.wait_ready(timeout_s=1)
+    finally:
+        builder.close()
+    assert report is not None and report.error is None, (tmp_path / "builder.log").read_text()
+    # Its own process, pinned to the core it was given, at the niceness it was given.
+    assert ready["pid"] == builder.proc.pid != os.getpid()
+    assert ready["cpus"] == [core]
+    assert ready["nice"] == min(19, os.nice(0) + 7)
+    (built,) = report.artefacts
+    assert built["kind"] == "onnx" and built["cached"] is False
+    assert [e["path"] for e in entries(tmp_path / "cache")] == [os.path.dirname(built["path"])]
+    assert report.info()["artefacts_prebuilt"] is True
+    # The worker's own prepare asks the cache with the same key: it finds the builder's file.
+    from infersweep.artefacts.export import DEFAULT_OPSET, onnx_export
+    from infersweep.artefacts.models import ModelSource
+
+    path, cached = onnx_export(ModelSource(model, "random(seed=0)", 0, None, 32), 32,
+                               DEFAULT_OPSET, ArtifactCache(tmp_path / "cache"))
+    assert (str(path), cached) == (built["path"], True)
+
+
+def _group(backend, device, size):
+    return [Case("resnet18", "random(seed=0)", backend, device, "fp32", size, b, "synthetic")
+            for b in (1, 3)]
+
+
+@pytest.fixture
+def two_cores_split(monkeypatch):
+    """This 2-core machine splits like a big one: a worker core and a builder core."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores")
+    monkeypatch.setattr(buildermod, "MIN_CORES", 2)
+
+
+def test_builder_runs_only_for_a_next_gpu_group_and_ends_before_cpu_groups(tmp_path,
+                                                                          two_cores_split):
+    # The fault backend runs its "cuda" cases on the CPU: the executor's scheduling is real.
+    gpu1, gpu2, cpu = (_group("fault-ok", "cuda", 8), _group("fault-ok", "cuda", 16),
+                       _group("fault-ok", "cpu", 8))
+    executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
+                             usable_cores=2)
+    results, builders, at_cpu = [], [], []
+
+    def on_start(case):
+        builder = executor.prebuilder.builder
+        if case.device == "cuda":
+            builders.append(builder)
+        elif not at_cpu:  # the first CPU case: has the builder ended?
+            at_cpu.append((builder, builders[-1].proc.poll()))
+
+    executor.run([gpu1, gpu2, cpu], on_start, results.append)
+    assert len(results) == 6 and all(r.status == "ok" for r in results)
+    # One builder, started for gpu2 before gpu1 was measured; closed (exit 0) before the CPU
+    # group started.
+    assert builders[0] is not None and builders == [builders[0]] * 4
+    assert at_cpu == [(None, 0)]
+    info = {r.case.image_size: r.info for r in results if r.case.device == "cuda"}
+    assert "builder" not in info[8]  # nothing built the first group ahead
+    assert info[16]["builder"]["artefacts"] == []  # the fault backend has nothing to build
+    assert info[16]["artefacts_prebuilt"] is False
+    assert all("builder" not in r.info for r in results if r.case.device == "cpu")
+    # The measured GPU worker runs on the core the builder does not have; CPU groups on all.
+    worker_core, builder_core = sorted(os.sched_getaffinity(0))[:2]
+    assert {tuple(r.info.get("worker_cpus", ())) for r in results if r.case.device == "cuda"} \
+        == {(worker_core,)}
+    assert all("worker_cpus" not in r.info for r in results if r.case.device == "cpu")
+
+
+def test_no_builder_when_the_next_group_is_a_cpu_group(tmp_path, two_cores_split):
+    executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
+                             usable_cores=2)
+    results = []
+    executor.run([_group("fault-ok", "cuda", 8), _group("fault-ok", "cpu", 8)],
+                 lambda case: None, results.append)
+    assert len(results) == 4 and all(r.status == "ok" for r in results)
+    assert not (tmp_path / "builder.log").exists()  # never started
+    assert all("builder" not in r.info for r in results)
+
+
+def test_no_builder_below_four_cores_or_with_worker_per_group():
+    job = WorkerJob()
+    assert LocalExecutor(job, usable_cores=3, cores=(0, 1, 2)).split is None
+    assert LocalExecutor(job, usable_cores=8, cores=tuple(range(8))).split == CoreSplit(
+        tuple(range(6)), (6, 7))
+    per_group = WorkerJob(worker_per_group=True)
+    assert LocalExecutor(per_group, usable_cores=8, cores=tuple(range(8))).split is None

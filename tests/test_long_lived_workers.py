@@ -1,0 +1,157 @@
+"""Long-lived workers: one worker process serves group after group of its (backend, device), and
+is replaced only after a crash, a timeout or an OOM; --worker-per-group keeps the old isolation.
+Real worker processes throughout (the fault backends of tests/fault_backend.py)."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import FAST, cli, stored, workers_of
+from fault_backend import FAULT_BATCH
+
+from infersweep.case import Case
+from infersweep.grid.spec import SpecError, build_spec
+from infersweep.measure.timing import MeasureSettings
+from infersweep.results.result import Result
+from infersweep.run.local import WorkerSlot
+from infersweep.run.protocol import WorkerJob
+
+SETTINGS = MeasureSettings(min_iterations=5, min_time_s=0.05, max_time_s=0.3, warmup_max_s=0.2)
+SIZES = (8, 16, 24)  # one group per size
+
+
+def _groups(backend: str) -> list[list[Case]]:
+    return [[Case("resnet18", "random(seed=0)", backend, "cpu", "fp32", size, batch, "synthetic")
+             for batch in (1, FAULT_BATCH, 3)] for size in SIZES]
+
+
+def _serve(tmp_path, groups, **job) -> dict[tuple[int, int], object]:
+    """Every group on one slot, as the local executor does; {(size, batch): result}."""
+    slot = WorkerSlot(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path, **job))
+    results = []
+    try:
+        for group in groups:
+            slot.run_group(group, lambda case: None, results.append)
+    finally:
+        slot.close()
+    assert len(results) == sum(map(len, groups))  # each case exactly once
+    return {(r.case.image_size, r.case.batch_size): r for r in results}
+
+
+def test_a_crash_in_the_second_group_costs_only_its_case(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFERSWEEP_FAULT_SIZE", "16")  # the abort strikes in the second group only
+    found = _serve(tmp_path, _groups("fault-abort"))
+    crashed = found.pop((16, FAULT_BATCH))
+    assert crashed.status == "crashed" and "SIGABRT" in crashed.reason
+    assert {key: r.status for key, r in found.items()} == {key: "ok" for key in found}
+    pid = {key: r.info["worker_pid"] for key, r in found.items()}
+    # One worker served the first group and the second up to the crash; a fresh one the rest
+    # of the second group and the third.
+    before = {pid[(8, 1)], pid[(8, FAULT_BATCH)], pid[(8, 3)], pid[(16, 1)]}
+    after = {pid[(16, 3)], pid[(24, 1)], pid[(24, FAULT_BATCH)], pid[(24, 3)]}
+    assert len(before) == 1 and len(after) == 1 and before != after
+
+
+def test_a_worker_that_ran_out_of_memory_is_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFERSWEEP_FAULT_SIZE", "8")
+    found = _serve(tmp_path, _groups("fault-oom")[:2])
+    assert found[(8, FAULT_BATCH)].status == "oom"
+    assert "MemoryError" in found[(8, FAULT_BATCH)].reason
+    assert all(r.status == "ok" for key, r in found.items() if key != (8, FAULT_BATCH))
+    pid = {key: r.info["worker_pid"] for key, r in found.items()}
+    # The worker that hit the limit reported its case, then a fresh one took over (the fault
+    # left an address-space limit behind that no later case may inherit).
+    assert pid[(8, 1)] == pid[(8, FAULT_BATCH)] != pid[(8, 3)]
+    assert pid[(8, 3)] == pid[(16, 1)] == pid[(16, 3)]
+
+
+def test_a_group_of_another_backend_gets_its_own_worker(tmp_path):
+    ok, other, ok_again = _groups("fault-ok")[0], _groups("fault-raise")[1], _groups("fault-ok")[2]
+    found = _serve(tmp_path, [ok, other, ok_again])
+    pid = {size: {r.info["worker_pid"] for (s, _), r in found.items() if s == size}
+           for size in SIZES}
+    assert all(len(pids) == 1 for pids in pid.values())  # one worker per group here...
+    assert len(set.union(*pid.values())) == 3  # ...and a new one at each change of backend
+    # One log per group, as before: each group's output is in its own file.
+    assert sorted(p.name for p in tmp_path.glob("worker-*.log")) == sorted(
+        f"worker-{g[0].case_id}.log" for g in (ok, other, ok_again))
+    assert "deliberate failure" in (tmp_path / f"worker-{other[0].case_id}.log").read_text()
+    assert "deliberate failure" not in (tmp_path / f"worker-{ok[0].case_id}.log").read_text()
+
+
+def test_worker_per_group_is_a_spec_key_that_must_be_a_boolean():
+    assert build_spec({"worker_per_group": True}).worker_per_group is True
+    assert build_spec({}).worker_per_group is False
+    with pytest.raises(SpecError) as refused:
+        build_spec({"worker_per_group": "sometimes"})
+    assert str(refused.value) == "worker_per_group: 'sometimes' is not true or false"
+
+
+def _pids(out) -> dict[tuple[int, int], int]:
+    data = json.loads((out / "results.json").read_text())
+    return {(r["image_size"], r["batch_size"]): r["info"]["worker_pid"] for r in data["results"]}
+
+
+def test_worker_per_group_flag_gives_each_group_a_fresh_worker(tmp_path):
+    out = tmp_path / "run"
+    done = cli("run", "--backends", "fault-ok", "--sizes", "8,16", "--batches", "1",
+               "--worker-per-group", "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    pid = _pids(out)
+    assert pid[(8, 1)] != pid[(16, 1)]  # (without the flag: one worker, see the next test)
+
+
+ARGS = ["--backends", "fault-ok", "--sizes", "8,16", "--batches", "1,3,4",
+        "--min-time", "0.25", "--max-time", "0.25", "--min-iterations", "5", "--timeout", "30"]
+
+
+def test_sigkill_mid_sweep_resumes_with_every_case_once(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "infersweep", "run", *ARGS, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(stored(out, "finished_at", "WHERE status='ok'")) < 4:  # into the second group
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    before = stored(out, "finished_at", "WHERE status='ok'")
+    assert 4 <= len(before) < 6
+    time.sleep(0.5)
+    assert workers_of(proc.pid) == []  # the long-lived worker died with its parent
+
+    again = cli("run", *ARGS, "--out", out)
+    assert again.returncode == 0, again.stderr
+    db = sqlite3.connect(out / "results.sqlite")
+    rows = [Result.from_json(text) for (text,) in db.execute("SELECT result FROM results")]
+    db.close()
+    grid = sorted((s, b, "ok") for s in (8, 16) for b in (1, 3, 4))
+    # every case of the grid, each once
+    assert sorted((r.case.image_size, r.case.batch_size, r.status) for r in rows) == grid
+    after = stored(out, "finished_at")
+    assert {cid: after[cid] for cid in before} == before  # finished cases did not run again
+    pid = _pids(out)
+    # The killed sweep's worker had served the first group and went on into the second.
+    assert pid[(8, 1)] == pid[(8, 4)] == pid[(16, 1)]
+
+
+@pytest.mark.gpu
+def test_gpu_groups_share_a_worker_and_find_their_export_prebuilt(tmp_path):
+    import os
+
+    out = tmp_path / "run"
+    done = cli("run", "--backends", "onnxruntime", "--devices", "cuda", "--precisions", "fp32",
+               "--sizes", "32,48", "--batches", "1,2", "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert len({r["info"]["worker_pid"] for r in rows}) == 1  # one CUDA context for both groups
+    if len(os.sched_getaffinity(0)) >= 4:  # a builder exported the second group's model
+        info = {r["image_size"]: r["info"] for r in rows if r["batch_size"] == 1}
+        assert "builder" not in info[32]  # the cheaper group runs first
+        assert info[48]["artefacts_prebuilt"] is True
+        assert [a["kind"] for a in info[48]["builder"]["artefacts"]] == ["onnx"]
+        assert len(info[48]["worker_cpus"]) < len(os.sched_getaffinity(0))
