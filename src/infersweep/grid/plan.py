@@ -27,16 +27,19 @@ class PlannedCase:
 def expand(spec: Spec) -> list[Case]:
     """The full grid, in a stable order: grouped so that a worker serves a whole group."""
     cases = []
-    for model, backend, device, size, data, scope, batch in product(
+    # (scenario, batch): the fixed-batch measurement at every batch size unless --scenarios
+    points = [(scenario, batch) for scenario, batches in spec.scenario_points()
+              for batch in batches]
+    for model, backend, device, size, data, scope, (scenario, batch) in product(
             spec.models, spec.backends, spec.devices, spec.sizes, spec.data, spec.scopes,
-            spec.batches):
+            points):
         precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
         cases += [Case(
             model=model,
             weights=_weights(model, spec, size),
             backend=backend, device=device, precision=precision,
             image_size=size, batch_size=batch, data=data, scope=scope,
-            options=spec.case_options[backend, device],
+            options=spec.case_options[backend, device], scenario=scenario,
         ) for precision in precisions]
     return cases
 
