@@ -11,6 +11,7 @@ import base64
 from html import escape
 
 from infersweep.probes.base import Column
+from infersweep.reports import scenarios
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.plots import Plot, plots_of
 from infersweep.reports.rows import above_peak, above_peak_note, problems, status_line
@@ -207,7 +208,8 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
             f"<b>{escape(baseline)}</b> at the same device, precision, image size, batch and "
             f"data.</p>"
             + summary_html(build_summary(rows, env, baseline, baseline_ok))
-            + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
+            + results_html(rows, resultmod.columns()) + scenarios.html_section(rows)
+            + plots_html(plots) + failures_html(rows)
             + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")
 
