@@ -111,3 +111,21 @@ def test_server_scenario_runs_end_to_end(tmp_path):
     (stored,) = Store(out / "results.sqlite", readonly=True).results()
     assert repeats.repeats_done(stored) == 1
     assert stored.process_medians_ms == [pytest.approx(p50, abs=1e-9)]
+
+
+@pytest.mark.gpu
+def test_server_scenario_on_cuda_batches_placed_requests(tmp_path):
+    """On the GPU each batch is placed on the device, run, synchronized and fetched in the loop."""
+    out = tmp_path / "run"
+    proc = cli("run", "--backends", "torch,onnxruntime", "--devices", "cuda", "--precisions",
+               "fp16", "--sizes", "32", "--scenarios", "server", "--qps", "300", "--max-batch",
+               "8", "--server-min-duration", "1", "--server-min-requests", "300", "--out", out,
+               *FAST, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["reason"] for r in rows]
+    for row in rows:
+        assert int(row["requests"]) >= 300 and float(row["request_ms_p50"]) > 0
+        assert 1.0 <= float(row["mean_batch"]) <= 8.0
+        assert float(row["achieved_qps"]) > 0.9 * 300 * 0.8  # kept up, Poisson noise aside

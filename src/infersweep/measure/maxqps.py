@@ -6,7 +6,8 @@ bisect between the highest passing and the lowest failing rate. As there, a tria
 performance constraint alone (p99 at or under the bound, run not cut short); the minimum
 duration and count are the trial settings' business, and each trial's own validity is recorded
 beside it. Unlike LoadGen we also find the lower bound: from a start that fails, the rate is
-halved until one passes (down to ``floor`` times the start, then there is no answer). The search
+halved until one passes (down to ``floor`` times the start, then there is no answer:
+each halving doubles a trial's length once the minimum request count dominates). The search
 stops when the bracket is within ``resolution`` of the passing rate: the true maximum lies in
 [lo, hi), at most ``resolution`` above the rate reported. Every trial uses the same seed, so
 the trials differ only in rate (the same arrival pattern, scaled).
@@ -43,7 +44,7 @@ class Search:
 
 
 def find_max_qps(trial: Callable[[float], ServerSummary], bound_ms: float, start_qps: float,
-                 resolution: float = 0.05, floor: float = 1 / 256,
+                 resolution: float = 0.05, floor: float = 1 / 16,
                  max_trials: int = MAX_TRIALS) -> Search:
     search = Search(bound_ms, resolution)
 

@@ -121,7 +121,11 @@ def _serve_case(runner, ctx, case: Case) -> Result:
                     p99_bound_s=bound_s)
         runs[rate] = run
         summaries.append(summarize_run(run, rules))
-        return summaries[-1]
+        s = summaries[-1]  # progress in the worker's log: a search may take minutes
+        print(f"server {case.scenario}: {rate:.1f} QPS -> achieved {s.achieved_qps:.1f}, p99 "
+              f"{s.request_ms_p99 or float('nan'):.2f} ms, {s.requests} requests in {s.run_s:.1f} s"
+              f"{'' if s.valid else ', invalid: ' + s.invalid_reason}", file=sys.stderr, flush=True)
+        return s
 
     info: dict = {"settings": asdict(settings), "service_ms_by_batch": service_ms}
     measured: dict = {}
