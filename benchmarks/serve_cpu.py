@@ -71,7 +71,7 @@ def sweep(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--p99-ms", type=float, default=20.0)
+    parser.add_argument("--p99-ms", type=float, default=100.0)
     parser.add_argument("--max-batch", default="1,8")
     parser.add_argument("--max-delay-ms", default="2")
     parser.add_argument("--duration", type=float, default=2.0,
