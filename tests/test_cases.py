@@ -143,10 +143,13 @@ def test_group_cases_groups_by_everything_but_batch_with_batches_ascending():
 
 
 def test_group_cases_separates_cases_differing_in_any_other_field():
-    others = [f.name for f in fields(Case) if f.name != "batch_size"]
+    # batch size and scenario: a server case batches on the session of its fixed-batch siblings
+    others = [f.name for f in fields(Case) if f.name not in ("batch_size", "scenario")]
     cases = [FIXED] + [replace(FIXED, **{n: _changed(getattr(FIXED, n))}) for n in others]
     groups = group_cases(cases)
     assert len(groups) == len(cases)
+    served = replace(FIXED, scenario="server(max_batch=8,max_delay_ms=2,qps=10)")
+    assert group_cases([served, FIXED]) == [[served, FIXED]]
     assert group_cases([replace(FIXED, batch_size=b) for b in (4, 2, 64, 1)]) == [
         [replace(FIXED, batch_size=b) for b in (1, 2, 4, 64)]]
     assert group_cases([]) == []

@@ -208,4 +208,4 @@ def test_plugins_variable_reaches_the_registry_of_a_fresh_process(tmp_path):
     names = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, check=True).stdout.strip().split(",")
     assert names == ["cpu_memory", "gpu_memory", "energy", "contention", "flops", "model_size",
-                     "agreement", "accuracy", "toy"]
+                     "agreement", "accuracy", "scenario", "toy"]

@@ -25,6 +25,9 @@ class Case:
     data: str
     scope: str = "compute"
     options: str = ""  # the backend's options, canonical "k=v,k=v" with defaults filled in
+    # "" = the fixed-batch measurement; else single-stream, offline, or server(k=v,...) with the
+    # server's rate or p99 bound, max batch and max queue delay (see scenario_text)
+    scenario: str = ""
 
     @property
     def case_id(self) -> str:
@@ -33,14 +36,15 @@ class Case:
 
     @property
     def group_key(self) -> tuple:
-        """Cases that differ only in batch size share a prepared model (one export, one session)."""
+        """Cases that differ only in batch size (or scenario: a server batches on the same
+        session) share a prepared model (one export, one session)."""
         return (self.model, self.weights, self.backend, self.device, self.precision,
                 self.image_size, self.data, self.scope, self.options)
 
     @property
     def label(self) -> str:
         extra = "".join(f" {x}" for x in (self.scope if self.scope != "compute" else "",
-                                          self.options) if x)
+                                          self.options, self.scenario) if x)
         return (f"{self.backend} {self.device} {self.precision} "
                 f"{self.image_size}px bs{self.batch_size} {self.data}{extra}")
 
@@ -48,11 +52,12 @@ class Case:
         return asdict(self)
 
     def identity(self) -> dict:
-        """Fields hashed into case_id. Empty options are left out, so ids of option-less cases
-        stay what they were before options existed."""
+        """Fields hashed into case_id. Empty options and scenario are left out, so ids of cases
+        without them stay what they were before they existed."""
         d = asdict(self)
-        if not d["options"]:
-            del d["options"]
+        for key in ("options", "scenario"):
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod
@@ -87,6 +92,29 @@ def format_options(options: Mapping) -> str:
     """The canonical options string: sorted by key, booleans as true/false."""
     return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
                     for k, v in sorted(options.items()))
+
+
+SCENARIOS = ("single-stream", "offline", "server")
+
+
+def scenario_text(name: str, params: Mapping | None = None) -> str:
+    """The canonical scenario string: ``server(max_batch=8,max_delay_ms=2,qps=200)``, keys sorted,
+    numbers without trailing zeros (2.0 -> 2), so one scenario has one spelling and one id."""
+    if not params:
+        return name
+    return f"{name}({format_options({k: _number_text(v) for k, v in params.items()})})"
+
+
+def _number_text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def scenario_parts(text: str) -> tuple[str, dict[str, str]]:
+    """``server(qps=200,max_batch=8)`` -> ("server", {"qps": "200", "max_batch": "8"})."""
+    name, paren, rest = text.partition("(")
+    if paren and not rest.endswith(")"):
+        raise ValueError(f"scenario {text!r}: missing ')'")
+    return name, parse_options(rest[:-1]) if paren else {}
 
 
 def weights_label(weights_path: str | None, image_size: int, seed: int) -> str:

@@ -92,6 +92,21 @@ FLAGS = (
                             "median of their medians, its CI their spread (default: 1)"),
     _option("quick", bool, "explore: +-5% target, 2 s cap per case; results marked quick",
             default=False),
+    _option("scenarios", str, "comma list: fixed (the default: fixed-batch latency), "
+            "single-stream, offline, server"),
+    _option("qps", str, "server: target request rates, comma list (Poisson arrivals)"),
+    _option("max_batch", str, "server: largest batches the batcher forms, comma list (default: 8)"),
+    _option("max_delay_ms", str,
+            "server: longest waits for a batch to fill, comma list (default: 2)"),
+    _option("find_max_qps", bool, "server: search the highest rate whose p99 stays under "
+                                  "--p99-ms", default=False),
+    _option("p99_ms", float, "server: p99 request-latency bound in ms"),
+    _option("server_min_duration", float,
+            "server: seconds of arrivals per run at least (default: 10, LoadGen's)"),
+    _option("server_min_requests", int,
+            "server: requests per run at least (default: 100, LoadGen's)"),
+    _option("qps_resolution", float,
+            "server: the max-QPS search stops within this fraction (default: 0.05)"),
     Flag("only", Only, in_spec=False),
     _option("executor", str, "local (default) or ray: a Ray task per group, on a cluster or a "
                              "local Ray instance (pip install 'infersweep\\[ray]')", executor=True),
@@ -138,8 +153,8 @@ class SweepArgs:
             for backend, values in flag_options.items():
                 options.setdefault(backend, {}).update(values)
         flags["out"] = str(flags["out"]) if flags.get("out") else None
-        flags["quick"] = True if flags.get("quick") else None  # a flag can only turn it on
-        flags["worker_per_group"] = True if flags.get("worker_per_group") else None
+        for switch in ("quick", "find_max_qps", "worker_per_group"):  # a flag can only turn it on
+            flags[switch] = True if flags.get(switch) else None
         raw.update({k: v for k, v in flags.items() if v is not None})
         if options is not None:
             raw["options"] = options

@@ -52,6 +52,10 @@ def case_line(result: Result) -> str:
     label = result.case.label
     if result.status != "ok":
         return f"  [red]{result.status:>11}[/]  {label}: {result.reason[:300]}"
+    if result.case.scenario.startswith("server"):  # request latencies, not batch timings
+        from infersweep.reports.scenarios import terminal_line
+
+        return f"  [green]{'ok':>11}[/]  {label}\n{'':13}{terminal_line(result)}"
     s = summarize(result.samples_ms)
     ips = result.case.batch_size * 1000 / s.median
     line = (f"  [green]{'ok':>11}[/]  {label}\n{'':13}median [bold]{s.median:.3f} ms[/] ± {s.std:.3f}"

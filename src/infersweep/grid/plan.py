@@ -27,9 +27,12 @@ class PlannedCase:
 def expand(spec: Spec) -> list[Case]:
     """The full grid, in a stable order: grouped so that a worker serves a whole group."""
     cases = []
-    for model, backend, device, size, data, scope, batch in product(
+    # (scenario, batch): the fixed-batch measurement at every batch size unless --scenarios
+    points = [(scenario, batch) for scenario, batches in spec.scenario_points()
+              for batch in batches]
+    for model, backend, device, size, data, scope, (scenario, batch) in product(
             spec.models, spec.backends, spec.devices, spec.sizes, spec.data, spec.scopes,
-            spec.batches):
+            points):
         precisions = spec.precisions + (spec.gpu_extra_precisions if device == "cuda" else ())
         # Each combination of a backend's multi-valued options ("threads=1|2") is its own case.
         cases += [Case(
@@ -37,7 +40,7 @@ def expand(spec: Spec) -> list[Case]:
             weights=_weights(model, spec, size),
             backend=backend, device=device, precision=precision,
             image_size=size, batch_size=batch, data=data, scope=scope,
-            options=options,
+            options=options, scenario=scenario,
         ) for options in spec.case_options[backend, device] for precision in precisions]
     return cases
 

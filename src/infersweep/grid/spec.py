@@ -10,28 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
+from itertools import product
 from pathlib import Path
 
 from infersweep.artefacts.export import DEFAULT_OPSET
 from infersweep.artefacts.model_ref import ModelError, ModelRef, check_model, parse_model
 from infersweep.backends import registry
 from infersweep.backends.base import ALTERNATIVES, alternatives
-from infersweep.case import format_options
+from infersweep.case import format_options, scenario_text
 from infersweep.grid.baseline import BaselineError, parse_baseline
 from infersweep.grid.constraints import ConstraintError, Constraints, parse_constraints
+from infersweep.grid.scenarios import SCENARIO_KEYS, scenario_values
+from infersweep.grid.values import MAX_BATCH_SIZE, SpecError
+from infersweep.grid.values import choices as _choices
+from infersweep.grid.values import items as _items
+from infersweep.grid.values import number as _number
+from infersweep.grid.values import positive_ints as _positive_ints
 from infersweep.measure.timing import MeasureSettings
 
 KNOWN_DEVICES = ("cpu", "cuda")
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "amp", "int8")
 KNOWN_SCOPES = ("compute", "e2e")
 MAX_IMAGE_SIZE = 8192
-MAX_BATCH_SIZE = 65536
 # A case stops at max_time whatever min_iterations says, so a larger minimum only turns every
 # case into a run to the cap with a "fewer runs than wanted" warning: 10 s of 0.1 ms runs.
 MAX_MIN_ITERATIONS = 100_000
@@ -78,15 +83,12 @@ KEYS = {
     "constraints": "what a deployment must meet, for the report's Recommendation: p99_ms, "
                    "max_memory_mb, min_throughput, min_cosine, min_top1, device, maximize or "
                    "minimize",
+    **SCENARIO_KEYS,
 }
 
 
 QUICK_SETTINGS = {"target_ci": 0.05, "min_time_s": 0.2, "max_time_s": 2.0, "min_iterations": 5,
                   "warmup_max_s": 1.0}
-
-
-class SpecError(ValueError):
-    """A bad input: the message names the value and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,31 @@ class Spec:
     # [constraints]: read by the reports' Recommendation only; not part of identity(), since
     # they change no measurement.
     constraints: Constraints | None = None
+    # Scenarios (measure/server.py): "" is the fixed-batch measurement; server cases come from
+    # max_batches x max_delays_ms x qps (or one search per configuration with find_max_qps).
+    scenarios: tuple[str, ...] = ("",)
+    qps: tuple[float, ...] = ()
+    max_batches: tuple[int, ...] = (8,)
+    max_delays_ms: tuple[float, ...] = (2.0,)
+    find_max_qps: bool = False
+    p99_ms: float | None = None
+
+    def scenario_points(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(scenario string, its batch sizes) for each scenario of the sweep: single-stream runs
+        at batch 1, offline at the sweep's batches, a server case at its max batch."""
+        points = []
+        for name in self.scenarios:
+            if name != "server":
+                points.append((name, (1,) if name == "single-stream" else self.batches))
+                continue
+            bound = {} if self.p99_ms is None else {"p99_ms": self.p99_ms}
+            for max_batch, delay, qps in product(self.max_batches, self.max_delays_ms,
+                                                 (None,) if self.find_max_qps else self.qps):
+                params = {"max_batch": max_batch, "max_delay_ms": delay, **bound}
+                if qps is not None:
+                    params["qps"] = qps
+                points.append((scenario_text("server", params), (max_batch,)))
+        return points
 
     def identity(self) -> dict:
         """What defines the sweep's cases (not where it is written or how long it may take), in
@@ -143,6 +170,8 @@ class Spec:
                                        for backend, given in self.backend_options.items()}
         if self.opset != DEFAULT_OPSET:
             identity["opset"] = self.opset
+        if self.scenarios != ("",):  # absent by default: earlier run directories keep their names
+            identity["scenarios"] = sorted(text for text, _ in self.scenario_points())
         return identity
 
     def default_out(self) -> Path:
@@ -242,58 +271,6 @@ def _models(value) -> tuple[str, ...]:
     return tuple(dict.fromkeys(entries))
 
 
-def _items(key: str, value) -> list:
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")]
-    elif isinstance(value, list | tuple):
-        items = [v.strip() if isinstance(v, str) else v for v in value]
-    else:
-        raise SpecError(f"{key}: expected a list or a comma-separated string, got {value!r}")
-    if not items or any(v == "" for v in items):
-        raise SpecError(f"{key}: empty value in {value!r}")
-    return items
-
-
-def _choices(key: str, value, allowed) -> tuple[str, ...]:
-    items = _items(key, value)
-    for item in items:
-        if item not in allowed:
-            raise SpecError(f"unknown {key[:-1] if key.endswith('s') else key} {item!r}; "
-                            f"allowed: {', '.join(allowed)}")
-    return tuple(dict.fromkeys(items))
-
-
-def _positive_ints(key: str, value, limit: int) -> tuple[int, ...]:
-    out = []
-    for item in _items(key, value):
-        number = None
-        if isinstance(item, int) and not isinstance(item, bool):
-            number = item
-        elif isinstance(item, str) and re.fullmatch(r"\+?[0-9]+", item):  # ASCII digits only
-            number = int(item)
-        if number is None or number <= 0:
-            raise SpecError(f"{key}: {item!r} is not a positive integer")
-        if number > limit:
-            raise SpecError(f"{key}: {number} is absurdly large (at most {limit})")
-        out.append(number)
-    return tuple(dict.fromkeys(out))
-
-
-def _number(key: str, value, kind=float, minimum: float = 0, inclusive: bool = False):
-    try:
-        if isinstance(value, bool) or not math.isfinite(float(value)):  # NaN passes every < test
-            raise ValueError
-        number = kind(value)
-        if kind is int and float(value) != number:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise SpecError(f"{key}: {value!r} is not a{'n integer' if kind is int else ' number'}") \
-            from None
-    if number < minimum or (number == minimum and not inclusive):
-        raise SpecError(f"{key}: {value!r} must be {'>=' if inclusive else '>'} {minimum}")
-    return number
-
-
 def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
     """Turn merged TOML + flag values into a validated Spec (values only, no files opened).
     ``gpus_visible``: how many GPUs this machine has (``env.gpu_count()``); with any, the
@@ -380,6 +357,9 @@ def build_spec(raw: dict, gpus_visible: int = 0) -> Spec:
         if measure["remeasure"] > MAX_REMEASURE:
             raise SpecError(f"remeasure: {raw['remeasure']!r} is too many (at most "
                             f"{MAX_REMEASURE})")
+    server_values, server_measure = scenario_values(raw)
+    values.update(server_values)
+    measure.update(server_measure)
     if measure:
         values["measure"] = replace(spec.measure, **measure)
     spec = replace(spec, **values)

@@ -37,6 +37,11 @@ class MeasureSettings:
     warmup_min_s: float | None = None
     # A case that the contention guard flagged is timed again up to this many times (--remeasure)
     remeasure: int = 1
+    # Server scenario (measure/server.py): each run lasts at least this long and this many
+    # requests (LoadGen's defaults); the max-QPS search stops within this fraction of the rate.
+    server_min_duration_s: float = 10.0
+    server_min_requests: int = 100
+    qps_resolution: float = 0.05
     # (quick mode overrides target_ci, min/max time, min_iterations and warmup_max_s)
 
     @property

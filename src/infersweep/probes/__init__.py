@@ -24,6 +24,7 @@ BUILTIN = (
     "infersweep.probes.model_size",
     "infersweep.probes.agreement",
     "infersweep.probes.accuracy",
+    "infersweep.probes.scenario",  # columns only: the server runner fills them
 )
 
 __all__ = ["BUILTIN", "Column", "Probe", "ProbeContext", "Reading", "registry"]

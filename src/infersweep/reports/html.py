@@ -12,6 +12,7 @@ from html import escape
 
 from infersweep.probes.base import Column
 from infersweep.reports.blocks import to_html
+from infersweep.reports import scenarios
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.knobs import KnobFinding, knob_findings
 from infersweep.reports.recommend import report_sections
@@ -228,7 +229,8 @@ def html_text(rows: list[dict], env: dict, baseline: str, title: str, plots: lis
             + summary_html(build_summary(rows, env, baseline, baseline_ok))
             + knobs_html(knob_findings(rows))
             + sections_html(list(sections))
-            + results_html(rows, resultmod.columns()) + plots_html(plots) + failures_html(rows)
+            + results_html(rows, resultmod.columns()) + scenarios.html_section(rows)
+            + plots_html(plots) + failures_html(rows)
             + (hardware_html(hardware) if hardware else "")
             + f"<script>{JS}</script></body></html>\n")
 

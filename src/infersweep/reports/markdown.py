@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
-from infersweep.reports import knobs
+from infersweep.reports import knobs, scenarios
 from infersweep.reports.blocks import to_markdown
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.recommend import report_sections
@@ -42,15 +42,16 @@ class Cell:
 
 
 def _time_batch(r: dict) -> str:
-    if r["status"] != "ok":
+    if r["status"] != "ok" or r["latency_ms_median"] is None:  # a server case: see Scenarios
         return ""
     return f"{_ms(r['latency_ms_median'])} ± {r['latency_ms_std']:.3f}"
 
 
 COMPOSITE = {
     "backend": Cell("backend", False, lambda r: _text(
-        f"{r['backend']} ({r['options']})" if r["options"] else r["backend"]),
-        ("backend", "options")),
+        (f"{r['backend']} ({r['options']})" if r["options"] else r["backend"])
+        + (f" {r['scenario']}" if r.get("scenario") else "")),
+        ("backend", "options", "scenario")),
     "shape": Cell("shape", False,
                   lambda r: f"({r['batch_size']}, 3, {r['image_size']}, {r['image_size']})",
                   ("image_size", "batch_size")),
@@ -182,6 +183,7 @@ def markdown_text(ctx: ReportContext) -> str:
             and not has_int8_dot_product(env):
         lines += ["", "Note: this CPU has no VNNI/AMX int8 dot-product instructions; INT8 often "
                       "brings no speedup on such CPUs."]
+    lines += scenarios.markdown_lines(rows)
     lines += _problems(rows)
     if ctx.hardware:
         lines += _hardware(ctx.hardware)

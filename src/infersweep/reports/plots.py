@@ -32,7 +32,10 @@ def write_plots(out_dir: Path, rows: list[dict], results: list[Result],
     directory.mkdir(exist_ok=True)
     samples = {r.case.case_id: r.samples_ms for r in results}
     plots = []
-    for name, caption, fig in figures(rows, samples, baseline):
+    from infersweep.reports.scenarios import figures as scenario_figures
+
+    for name, caption, fig in [*figures(rows, samples, baseline),
+                               *scenario_figures(rows, results)]:
         paths = {}
         for fmt in ("png", "svg"):
             paths[fmt] = directory / f"{name}.{fmt}"

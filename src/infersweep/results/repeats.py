@@ -62,8 +62,9 @@ def process_stats(medians: list[float]) -> ProcessStats:
 
 def process_medians(result: Result) -> list[float]:
     """The per-process medians of an ok result: stored ones, or the one process it had (rows
-    stored before repeats existed)."""
-    if result.status != "ok" or not result.samples_ms:
+    stored before repeats existed). A server case has no batch samples: its one median is its
+    requests' (run/serve.py)."""
+    if result.status != "ok" or not (result.samples_ms or result.process_medians_ms):
         return []
     return list(result.process_medians_ms) or [float(np.median(result.samples_ms))]
 

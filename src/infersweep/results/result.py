@@ -31,7 +31,7 @@ COLUMNS: list[Column] = [
     _C("weights", "weights", in_table=False), _C("backend", "backend"),
     _C("device", "device"), _C("precision", "precision"), _C("image_size", "size (px)", "d"),
     _C("batch_size", "batch", "d"), _C("data", "data"), _C("scope", "scope", in_table=False),
-    _C("options", "options"), _C("status", "status"), _C("reason", "reason", in_table=False),
+    _C("options", "options"), _C("scenario", "scenario", in_table=False), _C("status", "status"), _C("reason", "reason", in_table=False),
     _C("setup_s", "setup (s)", ".2f", " s", in_table=False),
     _C("first_iter_ms", "first run (ms)", ".3f", " ms", in_table=False),
     _C("iterations", "iterations", "d", in_table=False),

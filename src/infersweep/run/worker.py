@@ -30,6 +30,7 @@ from infersweep.probes import ProbeContext, registry
 from infersweep.probes.group import GroupProbes, short_reason
 from infersweep.results.result import Result
 from infersweep.run.protocol import CaseFinished, CaseStarted, GroupDone, GroupRequest
+from infersweep.run.serve import run_server_case
 
 PR_SET_PDEATHSIG = 1
 
@@ -78,16 +79,22 @@ class GroupRunner:
             self.session = self.ctx.backend.prepare(self.ctx.source, case, self.ctx.cache)
             self.setup_s = time.perf_counter() - start
 
+    def batch_source(self, case: Case):
+        """The group's data source, opened on first use."""
+        if self.batches is None:
+            from infersweep.artefacts.inputs import BatchSource
+
+            self.batches = BatchSource(case.data, self.ctx.seed, self.ctx.source.normalisation())
+        return self.batches
+
     def run_case(self, case: Case) -> Result:
+        if case.scenario.startswith("server"):  # Poisson arrivals and a batcher: run/serve.py
+            return run_server_case(self, case)
         ctx = replace(self.ctx, case=case)
         self.probes.begin(ctx)
         try:
             self._prepare(case)
-            if self.batches is None:
-                from infersweep.artefacts.inputs import BatchSource
-
-                self.batches = BatchSource(case.data, self.ctx.seed,
-                                           self.ctx.source.normalisation())
+            self.batch_source(case)
             host_batch = self.batches.batch(case.batch_size, case.image_size)
             placed = self.session.place(host_batch)
             start = time.perf_counter()
