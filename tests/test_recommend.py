@@ -91,6 +91,18 @@ def test_energy_objective_reads_the_energy_column_and_skips_rows_without_it():
     assert "| openvino fp32 cpu, batch 8, 64 px | --minimize energy | not measured |" in text(rec)
 
 
+def test_max_qps_objective_picks_the_highest_searched_rate_and_skips_fixed_batch_rows():
+    results = [_result("torch", 8, 40.0, measured={"max_qps": 180.0}),
+               _result("onnxruntime", 8, 20.0, measured={"max_qps": 240.0}),
+               _result("openvino", 8, 10.0)]  # a fixed-batch row: fastest, but no max QPS
+    rec = recommend(_rows(results), Constraints(objective="max-qps"))
+    assert _label(rec.best) == "onnxruntime bs8"
+    assert [_label(r) for r in rec.runners_up] == ["torch bs8"]
+    (missing,) = rec.excluded
+    assert _label(missing.row) == "openvino bs8"
+    assert "| openvino fp32 cpu, batch 8, 64 px | --maximize max-qps | not measured |" in text(rec)
+
+
 def test_tie_on_the_objective_is_decided_by_p99_and_said():
     results = [_result("torch", 8, 40.0, p99=50.0), _result("onnxruntime", 8, 40.0, p99=45.0)]
     for order in (results, results[::-1]):

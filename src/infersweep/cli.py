@@ -387,7 +387,7 @@ def recommend(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
               min_top1: _text("--min-top1", "top-1 accuracy, or agreement with fp32 where "
                                             "the data has no labels, at least: 0.99") = None,
               device: _text("--device", "only cases on this device") = None,
-              maximize: _text("--maximize", "throughput (default)") = None,
+              maximize: _text("--maximize", "throughput (default) or max-qps") = None,
               minimize: _text("--minimize", "p99 or energy") = None,
               emit: _text("--emit", "python: a script building the recommended configuration "
                                     "on stdout (the recommendation on stderr)") = None):

@@ -73,6 +73,7 @@ OBJECTIVE_COLUMNS = {
     "throughput": ("throughput_ips", "throughput", " img/s", ".1f"),
     "p99": ("latency_ms_p99", "p99 latency", " ms", ".3f"),
     "energy": ("energy_j_per_image", "energy per image", " J", ".4g"),
+    "max-qps": ("max_qps", "max QPS under the p99 bound", " req/s", ".1f"),
 }
 
 
