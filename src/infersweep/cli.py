@@ -22,7 +22,7 @@ from infersweep.grid.filters import FilterError, check_known, parse_filter, view
 from infersweep.grid.plan import RUN, expand, make_plan, time_estimate
 from infersweep.grid.preflight import check_inputs, prepare_out
 from infersweep.grid.spec import SpecError
-from infersweep.terminal import TerminalObserver, console, err
+from infersweep.terminal import TerminalObserver, console, err, time_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
@@ -149,6 +149,7 @@ def _finish_run(out_dir: Path, outcome) -> None:
 
     summary = status_line(outcome.rows)
     where = escape(str(out_dir))
+    split = time_line(outcome.time_split) if outcome.time_split is not None else None
     if outcome.reports_interrupted:
         console.print(f"[yellow]interrupted[/] while writing the reports: report.html and plots/ "
                       f"in {where} may be missing or out of date. Every finished case is in "
@@ -156,11 +157,15 @@ def _finish_run(out_dir: Path, outcome) -> None:
                       "or run the same command again to resume", highlight=False)
         raise typer.Exit(130)
     if outcome.interrupted:
+        if split:
+            console.print(split, highlight=False)
         done = summary or "no case had finished"
         console.print(f"[yellow]interrupted[/]: {done}; run the same command again to resume")
         raise typer.Exit(130)
     console.print(f"{summary}. Wrote {where}/results.csv, results.json, report.md, report.html, "
                   "plots/", highlight=False)
+    if split:  # the closing line: where this session's time went
+        console.print(split, highlight=False)
     if outcome.ok == 0:
         err.print(f"[bold red]no case of this sweep succeeded[/] ({summary}): the reasons are in "
                   f"{where}/report.md", highlight=False)

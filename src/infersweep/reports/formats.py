@@ -42,6 +42,9 @@ class ReportContext:
     # Whether the baseline has a successful case in the whole run when ``--only`` chose the rows
     # (the speedups come from the whole run); None when the rows are the whole run.
     baseline_ok: bool | None = None
+    # The run's sessions (store meta "sessions": a results.time_split.TimeSplit each): where
+    # the time went. None where the store has none (older runs, a per-machine sub-report).
+    sessions: list | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ def __getattr__(name: str):
 
 def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
                   peaks: dict | None = None, *, nodes: dict | None = None, visuals: bool = False,
-                  only=None, formats: Iterable[str] | None = None) -> list[dict]:
+                  only=None, formats: Iterable[str] | None = None,
+                  sessions: list | None = None) -> list[dict]:
     """Write the chosen formats (all by default) of ``results`` to ``out_dir``; return the rows.
 
     visuals: also the visual formats (report.html, plots/). only: a Filter of rows, applied after
@@ -131,6 +135,7 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
         context.baseline_ok = any(r.status == "ok" and r.samples_ms
                                   and base.matches(r.case.backend, r.case.options)
                                   for r in results)
+    context.sessions = sessions
     for report_format in chosen:
         report_format.write(context)
     return rows
