@@ -116,12 +116,15 @@ def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fals
             if not any(only.matches(c, stored.get(c.case_id)) for c in expand(spec)):
                 _fail(f"no case of this sweep matches --only {sweep.only!r}: nothing to run "
                       "(nothing was created)")
+        spec, budget_line = _fit_budget(sweep, spec, gpu, out_dir, only, fresh, retry_failed)
         out_dir = prepare_out(out_dir)
     except (SpecError, RunDirBusy, StoreError) as exc:
         if lock is not None:
             lock.release()
         _fail(str(exc))
     console.print(f"run directory: [bold]{out_dir}[/]")
+    if budget_line:
+        console.print(budget_line, highlight=False)
     observer = TerminalObserver()
     try:
         with exclusive_run(out_dir, lock):
@@ -141,6 +144,18 @@ def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fals
                       "resume", highlight=False)
         raise typer.Exit(130)
     _finish_run(out_dir, outcome)
+
+
+def _fit_budget(sweep: SweepArgs, spec, gpu: bool, out_dir: Path, only, fresh: bool,
+                retry_failed: bool):
+    """--budget: the spec with the timing that fits the cases this run would measure, and the
+    line that says what was chosen (grid/budget.py); (spec, None) without it."""
+    if sweep.budget is None:
+        return spec, None
+    finished, stored = ({}, {}) if fresh else \
+        _stored_statuses(out_dir, spec.quick, retry_failed)
+    planned = make_plan(spec, finished, gpu, only, stored)
+    return sweep.fit_budget(spec, [p.case for p in planned if p.action == RUN])
 
 
 def _finish_run(out_dir: Path, outcome) -> None:
@@ -193,6 +208,7 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
         only = only_filter(sweep.only)
         check_inputs(spec, force)
         out_dir = spec.out or spec.default_out()
+        spec, budget_line = _fit_budget(sweep, spec, gpu, out_dir, only, fresh, retry_failed)
         # read only: plan writes nothing; --fresh: run would forget the stored results first
         finished, stored = ({}, {}) if fresh else \
             _stored_statuses(out_dir, spec.quick, retry_failed)
@@ -213,7 +229,7 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
     console.print(table)
     to_run = [p.case for p in planned if p.action == RUN]
     console.print(f"{len(planned)} cases, {len(to_run)} to run")
-    console.print(time_estimate(to_run, spec.quick))
+    console.print(budget_line or time_estimate(to_run, spec.quick), highlight=False)
 
 
 
