@@ -7,9 +7,9 @@
 - harness: the rest of the wall time: worker start and imports, probes (memory, FLOPs, the fp32
   reference), storing and reports after each case, the gaps between cases, failed cases.
 
-The worker records what it spent on each case (``info["spent_s"]``, run/worker.py); rows from
-workers that did not fall back on what a Result keeps (cold run + warmup + timed samples, and the
-group's setup_s once per group). A run that was resumed is split per session (one invocation of
+The worker records what it spent on each case (``info["spent_s"]``, run/worker.py); a row
+without it (a worker that does not record it) falls back on what a Result keeps: cold run +
+warmup + timed samples, and the group's setup_s once per group. A run that was resumed is split per session (one invocation of
 `run`); the report sums the sessions, each with its own wall time.
 """
 
