@@ -63,7 +63,10 @@ def sweep(src: Path, out: Path, cache: Path) -> dict:
         measured_total += measured
         setup_total += setup
         per_case.append(r["wall_s"] - measured - setup)
-    return {"wall_s": wall, "cases": len(rows), "measured_s": measured_total,
+    # Cases the contention guard flagged (other processes on the cores): their figures, harness
+    # included, say more about the machine's other load than about the tree.
+    noisy = sum(bool(r.get("noise")) for r in rows)
+    return {"wall_s": wall, "cases": len(rows), "noisy": noisy, "measured_s": measured_total,
             "setup_s": setup_total, "case_harness_s": statistics.median(per_case),
             "run_harness_s": (wall - measured_total - setup_total) / len(rows)}
 
@@ -86,7 +89,7 @@ def main() -> int:
             sweep(src, root / f"warm-{i}", root / f"cache-{i}")
         print(f"\n{args.rounds} rounds, each tree once per round in a fresh process, order "
               "alternating\n")
-        header = (f"{'round':<6}{'tree':<24}{'wall s':>8}{'cases':>6}{'measured s':>11}"
+        header = (f"{'round':<6}{'tree':<24}{'wall s':>8}{'cases':>6}{'noisy':>6}{'measured s':>11}"
                   f"{'setup s':>9}{'harness/case s':>16}{'run harness/case s':>20}")
         print(header, flush=True)
         runs: dict[str, list[dict]] = {name: [] for name in trees}
@@ -97,7 +100,7 @@ def main() -> int:
                 i = names.index(name)
                 r = sweep(trees[name], root / f"r{round_index}-{i}", root / f"cache-{i}")
                 runs[name].append(r)
-                print(f"{round_index + 1:<6}{name:<24}{r['wall_s']:>8.1f}{r['cases']:>6}"
+                print(f"{round_index + 1:<6}{name:<24}{r['wall_s']:>8.1f}{r['cases']:>6}{r['noisy']:>6}"
                       f"{r['measured_s']:>11.1f}{r['setup_s']:>9.2f}{r['case_harness_s']:>16.3f}"
                       f"{r['run_harness_s']:>20.2f}", flush=True)
         print("\nmedians over rounds")
@@ -106,10 +109,12 @@ def main() -> int:
         for name, rs in runs.items():
             m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
             medians[name] = m
-            print(f"{'':<6}{name:<24}{m['wall_s']:>8.1f}{m['cases']:>6.0f}{m['measured_s']:>11.1f}"
+            print(f"{'':<6}{name:<24}{m['wall_s']:>8.1f}{m['cases']:>6.0f}{m['noisy']:>6.0f}"
+                  f"{m['measured_s']:>11.1f}"
                   f"{m['setup_s']:>9.2f}{m['case_harness_s']:>16.3f}{m['run_harness_s']:>20.2f}")
         current, reference = (medians[n] for n in names)
-        print(f"\nharness/case: the case's wall in the parent minus its measured time and setup, "
+        print(f"\nnoisy: cases the contention guard flagged (other processes on the cores); "
+              f"harness/case: the case's wall in the parent minus its measured time and setup, "
               f"median over cases; run harness/case: the whole `infersweep run` process minus "
               f"measured and setup, over the cases (process start, imports, plan, worker starts, "
               f"reports and plots)")
