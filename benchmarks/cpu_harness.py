@@ -100,7 +100,8 @@ def main() -> int:
                 i = names.index(name)
                 r = sweep(trees[name], root / f"r{round_index}-{i}", root / f"cache-{i}")
                 runs[name].append(r)
-                print(f"{round_index + 1:<6}{name:<24}{r['wall_s']:>8.1f}{r['cases']:>6}{r['noisy']:>6}"
+                print(f"{round_index + 1:<6}{name:<24}{r['wall_s']:>8.1f}{r['cases']:>6}"
+                      f"{r['noisy']:>6}"
                       f"{r['measured_s']:>11.1f}{r['setup_s']:>9.2f}{r['case_harness_s']:>16.3f}"
                       f"{r['run_harness_s']:>20.2f}", flush=True)
         print("\nmedians over rounds")

@@ -6,9 +6,9 @@ a data source's batches are prefixes of one another (artefacts/inputs.py: seeded
 order, images taken in a fixed cycle), so the reference is computed at the largest batch of the
 case's group (every group of a grid has the same batches) and each case reads its first rows.
 Sliced, a row may differ from the same image run at a smaller batch by float rounding (~1e-6:
-the CPU kernels block differently per batch), far below every precision's threshold. Figures: max absolute error of the
-logits, the worst per-image cosine similarity, and top-1 agreement (share of images whose argmax
-matches). A cosine below the precision's threshold becomes a warning in the report.
+the CPU kernels block differently per batch), far below every precision's threshold. Figures:
+max absolute error of the logits, the worst per-image cosine similarity, and top-1 agreement
+(share of images whose argmax matches). A cosine below the precision's threshold becomes a warning in the report.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@
 
 The worker records what it spent on each case (``info["spent_s"]``, run/worker.py); a row
 without it (a worker that does not record it) falls back on what a Result keeps: cold run +
-warmup + timed samples, and the group's setup_s once per group. A run that was resumed is split per session (one invocation of
-`run`); the report sums the sessions, each with its own wall time.
+warmup + timed samples, and the group's setup_s once per group. A run that was resumed is split
+per session (one invocation of `run`); the report sums the sessions, each with its own wall time.
 """
 
 from __future__ import annotations
