@@ -180,8 +180,8 @@ def time_section(sessions: list[dict] | None) -> list[str]:
               "- setup: export, compilation, engine builds, session creation and per-shape "
               "specialisation.",
               "- harness: the rest: worker start and imports, probes (memory, FLOPs, the fp32 "
-              "reference), storing and reports after each case, gaps between cases, failed "
-              "cases.", ""]
+              "reference) and pipelined throughput (GPU), storing and reports after each case, "
+              "gaps between cases, failed cases.", ""]
     return lines
 
 

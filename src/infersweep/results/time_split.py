@@ -5,7 +5,8 @@
 - setup: export, compilation, engine builds, session creation (the group's, charged to the case
   that prepared it) and per-shape specialisation;
 - harness: the rest of the wall time: worker start and imports, probes (memory, FLOPs, the fp32
-  reference), storing and reports after each case, the gaps between cases, failed cases.
+  reference) and pipelined throughput (GPU), storing and reports after each case, the gaps
+  between cases, failed cases.
 
 The worker records what it spent on each case (``info["spent_s"]``, run/worker.py); a row
 without it (a worker that does not record it) falls back on what a Result keeps: cold run +
