@@ -86,3 +86,21 @@ def test_plan_shows_done(sweep):
                "--batches", "1,2,4", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("done") >= 8 and "12 cases, 4 to run" in proc.stdout
+
+
+def test_one_fp32_reference_per_size_shared_by_backends_and_batches(sweep, e2e_cache):
+    entries = [json.loads(p.read_text()) for p in (e2e_cache / "reference").glob("*/key.json")]
+    assert sorted((k["image_size"], k["batch_size"]) for k in entries) == [(32, 2), (64, 2)]
+
+
+def test_the_run_says_where_its_time_went(sweep):
+    out, proc, _ = sweep
+    results = json.loads((out / "results.json").read_text())["results"]
+    for r in results:  # the worker's own account covers at least the phases a Result keeps
+        timed = (r["first_iter_ms"] + r["info"]["warmup_ms"] + sum(r["samples_ms"])) / 1000
+        assert r["info"]["spent_s"]["measuring"] >= timed
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("time: wall ") and "harness per case" in last
+    md = (out / "report.md").read_text()
+    measuring = sum(r["info"]["spent_s"]["measuring"] for r in results)
+    assert f"| measuring | {measuring:.1f} |" in md

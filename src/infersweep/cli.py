@@ -22,7 +22,7 @@ from infersweep.grid.filters import FilterError, check_known, parse_filter, view
 from infersweep.grid.plan import RUN, expand, make_plan, time_estimate
 from infersweep.grid.preflight import check_inputs, prepare_out
 from infersweep.grid.spec import SpecError
-from infersweep.terminal import TerminalObserver, console, err
+from infersweep.terminal import TerminalObserver, console, err, time_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
@@ -116,12 +116,15 @@ def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fals
             if not any(only.matches(c, stored.get(c.case_id)) for c in expand(spec)):
                 _fail(f"no case of this sweep matches --only {sweep.only!r}: nothing to run "
                       "(nothing was created)")
+        spec, budget_line = _fit_budget(sweep, spec, gpu, out_dir, only, fresh, retry_failed)
         out_dir = prepare_out(out_dir)
     except (SpecError, RunDirBusy, StoreError) as exc:
         if lock is not None:
             lock.release()
         _fail(str(exc))
     console.print(f"run directory: [bold]{out_dir}[/]")
+    if budget_line:
+        console.print(budget_line, highlight=False)
     observer = TerminalObserver()
     try:
         with exclusive_run(out_dir, lock):
@@ -143,12 +146,25 @@ def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fals
     _finish_run(out_dir, outcome)
 
 
+def _fit_budget(sweep: SweepArgs, spec, gpu: bool, out_dir: Path, only, fresh: bool,
+                retry_failed: bool):
+    """--budget: the spec with the timing that fits the cases this run would measure, and the
+    line that says what was chosen (grid/budget.py); (spec, None) without it."""
+    if sweep.budget is None:
+        return spec, None
+    finished, stored = ({}, {}) if fresh else \
+        _stored_statuses(out_dir, spec.quick, retry_failed)
+    planned = make_plan(spec, finished, gpu, only, stored)
+    return sweep.fit_budget(spec, [p.case for p in planned if p.action == RUN])
+
+
 def _finish_run(out_dir: Path, outcome) -> None:
     """The closing line of `run`, and its exit code (see `run`'s help)."""
     from infersweep.reports.rows import status_line
 
     summary = status_line(outcome.rows)
     where = escape(str(out_dir))
+    split = time_line(outcome.time_split) if outcome.time_split is not None else None
     if outcome.reports_interrupted:
         console.print(f"[yellow]interrupted[/] while writing the reports: report.html and plots/ "
                       f"in {where} may be missing or out of date. Every finished case is in "
@@ -156,11 +172,15 @@ def _finish_run(out_dir: Path, outcome) -> None:
                       "or run the same command again to resume", highlight=False)
         raise typer.Exit(130)
     if outcome.interrupted:
+        if split:
+            console.print(split, highlight=False)
         done = summary or "no case had finished"
         console.print(f"[yellow]interrupted[/]: {done}; run the same command again to resume")
         raise typer.Exit(130)
     console.print(f"{summary}. Wrote {where}/results.csv, results.json, report.md, report.html, "
                   "plots/", highlight=False)
+    if split:  # the closing line: where this session's time went
+        console.print(split, highlight=False)
     if outcome.ok == 0:
         err.print(f"[bold red]no case of this sweep succeeded[/] ({summary}): the reasons are in "
                   f"{where}/report.md", highlight=False)
@@ -188,6 +208,7 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
         only = only_filter(sweep.only)
         check_inputs(spec, force)
         out_dir = spec.out or spec.default_out()
+        spec, budget_line = _fit_budget(sweep, spec, gpu, out_dir, only, fresh, retry_failed)
         # read only: plan writes nothing; --fresh: run would forget the stored results first
         finished, stored = ({}, {}) if fresh else \
             _stored_statuses(out_dir, spec.quick, retry_failed)
@@ -208,7 +229,7 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
     console.print(table)
     to_run = [p.case for p in planned if p.action == RUN]
     console.print(f"{len(planned)} cases, {len(to_run)} to run")
-    console.print(time_estimate(to_run, spec.quick))
+    console.print(budget_line or time_estimate(to_run, spec.quick), highlight=False)
 
 
 

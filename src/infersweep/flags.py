@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,7 +18,9 @@ import typer
 
 from infersweep.backends import registry
 from infersweep.backends.base import parse_value
+from infersweep.case import Case
 from infersweep.env import gpu_count
+from infersweep.grid.budget import BudgetError, fit, given_settings, parse_duration
 from infersweep.grid.filters import HELP as FILTER_HELP
 from infersweep.grid.filters import Filter, FilterError, parse_filter
 from infersweep.grid.spec import (Spec, SpecError, build_spec, check_options_tables, load_toml,
@@ -107,6 +109,8 @@ FLAGS = (
             "server: requests per run at least (default: 100, LoadGen's)"),
     _option("qps_resolution", float,
             "server: the max-QPS search stops within this fraction (default: 0.05)"),
+    _option("budget", str, "fit the sweep in this wall time, e.g. 300s, 5m, 1.5h: chooses min/max "
+                           "time and target CI per case (timing flags given win)", in_spec=False),
     Flag("only", Only, in_spec=False),
     _option("executor", str, "local (default) or ray: a Ray task per group, on a cluster or a "
                              "local Ray instance (pip install 'infersweep\\[ray]')", executor=True),
@@ -128,6 +132,7 @@ class SweepArgs:
     spec_file: Path | None
     flags: dict  # the sweep flags by name (SPEC_FLAGS); None or False where not given
     only: str | None  # --only text
+    budget: str | None = None  # --budget text (grid/budget.py)
 
     def raw(self) -> dict:
         """The sweep file's values with the flags laid over them: what ``build_spec`` takes.
@@ -166,7 +171,29 @@ class SweepArgs:
         gpus_visible = gpu_count()
         spec = build_spec(raw, gpus_visible=gpus_visible)
         self._refuse_options_outside(spec.backends)
+        if self.budget is not None:
+            try:
+                parse_duration(self.budget)
+            except BudgetError as exc:
+                raise SpecError(str(exc)) from None
+            if spec.quick:
+                raise SpecError("--budget and --quick both choose how long cases are timed; "
+                                "give one")
         return spec, gpus_visible > 0
+
+    def fit_budget(self, spec: Spec, to_run: list[Case]) -> tuple[Spec, str | None]:
+        """The spec with the timing that fits --budget (grid/budget.py), and the line that says
+        what it chose; (spec, None) without --budget. SpecError where it cannot fit."""
+        if self.budget is None:
+            return spec, None
+        from infersweep.results.history import case_costs
+
+        try:
+            plan = fit(parse_duration(self.budget), to_run, spec.repeats, spec.measure,
+                       given_settings(self.raw()), case_costs(), self.budget)
+        except BudgetError as exc:
+            raise SpecError(str(exc)) from None
+        return replace(spec, measure=plan.settings), plan.line()
 
     def _refuse_options_outside(self, backends: tuple[str, ...]) -> None:
         """An option flag for a backend the sweep does not run would be dropped without a word.
@@ -232,7 +259,7 @@ def with_sweep_flags(executor: bool = True):
         def wrapper(**values):
             given = {f.name: values.pop(f.name) for f in shared}
             sweep = SweepArgs(spec_file=given.pop("spec_file"), only=given.pop("only"),
-                              flags=given)
+                              budget=given.pop("budget"), flags=given)
             return command(sweep=sweep, **values)
 
         wrapper.__signature__ = inspect.Signature(params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ from infersweep.results.result import Result
 from infersweep.grid.constraints import Constraints
 from infersweep.grid.spec import Spec
 from infersweep.results.store import Store
+from infersweep.results.time_split import TimeSplit, time_split
 
 
 class Observer(Protocol):
@@ -38,6 +40,7 @@ class SweepOutcome:
     # Ctrl-C arrived while the final reports were written: report.html and plots/ may be
     # missing or out of date (results.sqlite is complete; `infersweep report DIR` rebuilds them).
     reports_interrupted: bool = False
+    time_split: TimeSplit | None = None  # where this session's wall time went
 
 
 def _spec_json(spec: Spec) -> dict:
@@ -49,6 +52,7 @@ def _spec_json(spec: Spec) -> dict:
 def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = False,
               retry_failed: bool = False, gpu_present: bool = False,
               only: Filter | None = None) -> SweepOutcome:
+    started = time.monotonic()
     store = Store(out_dir / "results.sqlite")
     executor: Executor | None = None
     try:
@@ -61,11 +65,23 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                                  ray_address=spec.ray_address, retries=spec.retries, store=store)
         gpu_present = gpu_present or bool(executor.gpu_count())
 
+        # Where the time goes (results/time_split.py): this session's per-process results,
+        # recorded in the store's meta after each case, so a killed session keeps its share.
+        session_results: list[Result] = []
+        workers = len(spec.gpus) if len(spec.gpus) > 1 else 1
+        earlier_sessions = [] if fresh else store.get_meta("sessions", [])
+
+        def record_session() -> TimeSplit:
+            split = time_split(session_results, time.monotonic() - started, workers)
+            store.set_meta("sessions", earlier_sessions + [split.to_dict()])
+            return split
+
         def write(*args, **kwargs) -> list[dict]:
             # The machines the cases ran on (a Ray sweep keeps them in the store's meta
             # "nodes"): reports describe them, grouped when they differ.
             return write_reports(*args, nodes=store.get_meta("nodes"),
-                                 constraints=spec.constraints, **kwargs)
+                                 constraints=spec.constraints,
+                                 sessions=store.get_meta("sessions"), **kwargs)
 
         if fresh:
             store.delete_all()
@@ -92,6 +108,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                 peaks[f"{device}:{precision}"] = found
         store.set_meta("peaks", peaks)
         observer.planned(plan)
+        record_session()
         write(out_dir, store.results(), env, spec.baseline, peaks)
 
         ran = 0
@@ -115,6 +132,8 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                 rows_so_far[cid] = merged
                 store.put(merged)  # durable before anything else happens
                 history.record(result, merged.process_medians_ms)
+                session_results.append(result)
+                record_session()
                 last = repeats.repeats_done(merged) >= spec.repeats or merged.status != "ok"
                 if merged.status != "ok":
                     stopped.add(cid)
@@ -138,6 +157,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         except KeyboardInterrupt:
             executor.stop()
             interrupted = True
+        split = record_session()  # to the last case: the final reports are not in it
         rows, reports_interrupted = [], False
         try:
             rows = write(out_dir, store.results(), env, spec.baseline, peaks, visuals=True)
@@ -145,7 +165,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
             interrupted = reports_interrupted = True
         statuses = store.statuses()
         ok = sum(statuses.get(p.case.case_id) == "ok" for p in plan)
-        return SweepOutcome(rows, ran, interrupted, ok, reports_interrupted)
+        return SweepOutcome(rows, ran, interrupted, ok, reports_interrupted, split)
     finally:
         store.close()
         if executor is not None:
@@ -171,6 +191,7 @@ class StoredRun:
     env: dict | None
     peaks: dict
     nodes: dict | None
+    sessions: list | None = None  # results/time_split.py: where each session's time went
 
 
 def load_run(run_dir: Path) -> StoredRun:
@@ -179,7 +200,8 @@ def load_run(run_dir: Path) -> StoredRun:
     store = Store(run_dir / "results.sqlite", readonly=True)
     try:
         return StoredRun(store.results(), store.get_meta("spec", {}), store.get_meta("env"),
-                         store.get_meta("peaks", {}), store.get_meta("nodes"))
+                         store.get_meta("peaks", {}), store.get_meta("nodes"),
+                         store.get_meta("sessions"))
     finally:
         store.close()
 
@@ -191,4 +213,5 @@ def rebuild_reports(run: StoredRun, to: Path, baseline: str | None = None,
     return write_reports(to, run.results, run.env or envmod.collect(),
                          baseline or run.spec.get("baseline") or "torch", run.peaks,
                          nodes=run.nodes, visuals=True, only=only, formats=formats,
-                         constraints=Constraints.from_dict(run.spec.get("constraints")))
+                         constraints=Constraints.from_dict(run.spec.get("constraints")),
+                         sessions=run.sessions)

@@ -11,6 +11,7 @@ from infersweep.case import Case
 from infersweep.grid.plan import DONE, RUN, PlannedCase
 from infersweep.measure.stats import summarize
 from infersweep.results.result import Result
+from infersweep.results.time_split import TimeSplit
 
 console = Console(soft_wrap=True)  # long lines stay whole: easy to grep and paste
 err = Console(stderr=True, soft_wrap=True)
@@ -63,3 +64,10 @@ def case_line(result: Result) -> str:
     if result.warnings:
         line += f"\n{'':13}[yellow]warning:[/] {'; '.join(result.warnings)}"
     return line
+
+
+def time_line(split: TimeSplit) -> str:
+    """The run's closing line about time: where this session's wall time went."""
+    per_case = split.harness_per_case_s()
+    tail = f"; harness per case {per_case:.2f} s" if per_case is not None else ""
+    return f"time: {split.line()}{tail}"

@@ -69,6 +69,7 @@ class ProbeContext:
     settings: MeasureSettings
     seed: int
     case: Case
+    group: tuple[Case, ...] = ()  # the group's cases (batch sizes ascending); () where unknown
     session: Session | None = None
     batches: BatchSource | None = None  # the group's data source
     host_batch: np.ndarray | None = None  # the case's batch as numpy, before placing

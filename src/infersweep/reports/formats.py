@@ -45,6 +45,9 @@ class ReportContext:
     baseline_ok: bool | None = None
     # The sweep file's [constraints]: report.md and report.html then carry a Recommendation.
     constraints: Constraints | None = None
+    # The run's sessions (store meta "sessions": a results.time_split.TimeSplit each): where
+    # the time went. None where the store has none (older runs, a per-machine sub-report).
+    sessions: list | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ def __getattr__(name: str):
 def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str,
                   peaks: dict | None = None, *, nodes: dict | None = None, visuals: bool = False,
                   only=None, formats: Iterable[str] | None = None,
-                  constraints: Constraints | None = None) -> list[dict]:
+                  constraints: Constraints | None = None,
+                  sessions: list | None = None) -> list[dict]:
     """Write the chosen formats (all by default) of ``results`` to ``out_dir``; return the rows.
 
     visuals: also the visual formats (report.html, plots/). only: a Filter of rows, applied after
@@ -137,6 +141,7 @@ def write_reports(out_dir: Path, results: list[Result], env: dict, baseline: str
         context.baseline_ok = any(r.status == "ok" and r.samples_ms
                                   and base.matches(r.case.backend, r.case.options)
                                   for r in results)
+    context.sessions = sessions
     for report_format in chosen:
         report_format.write(context)
     return rows

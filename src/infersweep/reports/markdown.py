@@ -20,6 +20,7 @@ from infersweep.reports.recommend import report_sections
 from infersweep.reports.rows import above_peak_note, problems, status_line
 from infersweep.reports.summary import build_summary, markdown_lines
 from infersweep.results import result as resultmod
+from infersweep.results.time_split import TimeSplit, total
 
 
 def _ms(value) -> str:
@@ -168,6 +169,35 @@ def _sections(ctx: ReportContext) -> list[str]:
             for line in (f"## {title}", "", *to_markdown(blocks))]
 
 
+def time_section(sessions: list[dict] | None) -> list[str]:
+    """"Where the time went": the run's wall time (every session of it summed) split into
+    measuring, setup and harness (results/time_split.py)."""
+    lines = ["## Where the time went", ""]
+    try:
+        split = total(TimeSplit.from_dict(s) for s in sessions or [])
+        split and split.line()  # a record with a non-number in it fails here, not half-way
+    except (TypeError, ValueError, AttributeError):
+        split = None
+    if split is None:
+        return lines + ["Not recorded: this run directory was written by a version of "
+                        "infersweep that did not record its wall time.", ""]
+    sessions_note = f", summed over its {split.sessions} sessions (each `run` of this directory)" \
+        if split.sessions > 1 else ""
+    workers = f" x {split.workers} workers side by side" if split.workers > 1 else ""
+    lines += [f"Wall time from the start of the sweep to its last case{workers}{sessions_note}; "
+              "the final reports are not in it.", "",
+              "| | seconds | share |", "|---|---:|---:|",
+              *[f"| {name} | {s:.1f} | {split.percent(s):.0f}% |" for name, s in split.parts()],
+              f"| wall | {split.wall_s:.1f} | |", "",
+              "- measuring: cold run, warmup and timed runs of every case, re-measures included.",
+              "- setup: export, compilation, engine builds, session creation and per-shape "
+              "specialisation.",
+              "- harness: the rest: worker start and imports, probes (memory, FLOPs, the fp32 "
+              "reference) and pipelined throughput (GPU), storing and reports after each case, "
+              "gaps between cases, failed cases.", ""]
+    return lines
+
+
 def markdown_text(ctx: ReportContext) -> str:
     rows, env = ctx.rows, ctx.env
     lines = [f"# infersweep report: {ctx.title}", "",
@@ -185,6 +215,8 @@ def markdown_text(ctx: ReportContext) -> str:
                       "brings no speedup on such CPUs."]
     lines += scenarios.markdown_lines(rows)
     lines += _problems(rows)
+    if ctx.sessions is not None:  # None: a per-machine sub-report, or a run from before
+        lines += ["", *time_section(ctx.sessions)]
     if ctx.hardware:
         lines += _hardware(ctx.hardware)
     return "\n".join(lines) + "\n"

@@ -29,6 +29,11 @@ def record(result: Result, process_medians_ms: list[float] | None = None) -> Non
     _path().parent.mkdir(parents=True, exist_ok=True)
     entry = {"case_id": result.case.case_id, "wall_s": round(result.wall_s, 3),
              "status": result.status, "quick": result.quick, "finished_at": result.finished_at}
+    spent = result.info.get("spent_s")
+    if isinstance(spent, dict) and "measuring" in spent:  # for --budget: wall - measuring
+        entry["measuring_s"] = round(spent["measuring"], 3)
+    if result.status == "ok" and result.samples_ms:  # for --budget: how long one run takes
+        entry["median_ms"] = round(float(np.median(result.samples_ms)), 6)
     if process_medians_ms and len(process_medians_ms) >= 2:
         entry["process_medians_ms"] = [round(m, 6) for m in process_medians_ms]
     line = json.dumps(entry)
@@ -40,6 +45,21 @@ def wall_times(quick: bool = False) -> dict[str, float]:
     """The latest wall time of each case measured in the same mode (quick or full)."""
     return {entry["case_id"]: entry["wall_s"] for entry in _entries()
             if entry.get("quick", False) == quick and "wall_s" in entry}
+
+
+@dataclass(frozen=True)
+class CaseCost:
+    """What a case cost on this machine the last time it ran, for --budget (grid/budget.py)."""
+    overhead_s: float  # its wall time minus its measuring: setup, probes, storing
+    median_ms: float | None  # one run's latency; None where the case did not end ok
+
+
+def case_costs() -> dict[str, CaseCost]:
+    """case id -> its latest cost, for the cases whose entry says how long they measured (in
+    either mode: neither setup nor a run's latency depends on how long the case was timed)."""
+    return {entry["case_id"]: CaseCost(max(0.0, entry["wall_s"] - entry["measuring_s"]),
+                                       entry.get("median_ms"))
+            for entry in _entries() if "wall_s" in entry and "measuring_s" in entry}
 
 
 @dataclass(frozen=True)

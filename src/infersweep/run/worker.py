@@ -64,7 +64,7 @@ class GroupRunner:
             source=ModelSource(first.model, first.weights, request.seed, request.opset,
                                first.image_size),
             cache=ArtifactCache(request.cache_dir), settings=request.settings,
-            seed=request.seed, case=first)
+            seed=request.seed, case=first, group=tuple(request.cases))
         self.session = None
         self.setup_s: float | None = None
         # Probes see the worker after importing the runtime, before the group's model exists.
@@ -93,18 +93,24 @@ class GroupRunner:
         ctx = replace(self.ctx, case=case)
         self.probes.begin(ctx)
         try:
+            prepared_here = self.session is None  # the group's setup is charged to one case
             self._prepare(case)
             self.batch_source(case)
             host_batch = self.batches.batch(case.batch_size, case.image_size)
             placed = self.session.place(host_batch)
             start = time.perf_counter()
             self.session.specialize(placed)  # per-shape compilation is setup, not latency
-            setup_s = self.setup_s + (time.perf_counter() - start)
+            specialized_s = time.perf_counter() - start
+            setup_s = self.setup_s + specialized_s
             ctx.session, ctx.batches, ctx.host_batch, ctx.placed = (
                 self.session, self.batches, host_batch, placed)
             self.probes.hook("before", ctx)
+            start = time.perf_counter()
             timing, remeasure_info = self._measure(ctx, self._step(case, host_batch, placed))
             ctx.timing = timing  # probes count the timed runs (energy per image)
+            # What this process spent on the case, for the run's time split (results/time_split)
+            spent = {"setup": (self.setup_s if prepared_here else 0.0) + specialized_s,
+                     "measuring": time.perf_counter() - start}
             # The last timed run's output, fetched now: a later run may overwrite its buffer
             # (IO binding, CUDA graphs). No extra run: at a large CPU batch it costs a second.
             if case.scope == "e2e" and self.batches.images is not None:
@@ -120,7 +126,7 @@ class GroupRunner:
                 warmup_iterations=timing.warmup_iterations, samples_ms=timing.samples_ms,
                 warnings=timing.warnings,
                 info={"warmup_ms": timing.warmup_ms, "settings": asdict(self.ctx.settings),
-                      **remeasure_info})
+                      "spent_s": spent, **remeasure_info})
             if timing.discarded_iterations:  # a transient outlasted warmup: dropped, not hidden
                 result.info["drift_discarded_runs"] = timing.discarded_iterations
             if case.scope == "compute" and (case.device == "cuda" or self.session.pipelines):
