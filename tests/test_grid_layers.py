@@ -31,7 +31,7 @@ LAYERS = (
     ("run",),
     ("reports",),
     ("sweep",),
-    ("cli", "flags", "terminal", "__main__"),
+    ("cli", "cli_answers", "flags", "terminal", "__main__"),
 )
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 

@@ -18,11 +18,13 @@ from rich.text import Text
 
 from infersweep.flags import (Baseline, Force, Fresh, Only, RetryFailed, SweepArgs, only_filter,
                               with_sweep_flags)
-from infersweep.grid.filters import FilterError, check_known, parse_filter, view_name
+from infersweep.grid.filters import view_name
 from infersweep.grid.plan import RUN, expand, make_plan, time_estimate
 from infersweep.grid.preflight import check_inputs, prepare_out
 from infersweep.grid.spec import SpecError
-from infersweep.terminal import TerminalObserver, console, err, time_line
+from infersweep.cli_answers import compare, recommend
+from infersweep.cli_answers import load_run_or_exit as _load_run
+from infersweep.terminal import TerminalObserver, console, err, fail as _fail, time_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
@@ -42,25 +44,6 @@ def _main(version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True,
         help="print the version and exit")] = False):
     pass
-
-
-def _fail(message: str) -> None:
-    # escape: messages quote user values and commands (pip install 'infersweep[ray]') verbatim
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _load_run(run_dir: Path):
-    """The stored run of DIR (sweep.StoredRun), only read; a missing or damaged store: exit 2."""
-    from infersweep.results.store import StoreError
-    from infersweep.sweep import load_run
-
-    if not (run_dir / "results.sqlite").is_file():
-        _fail(f"{run_dir} holds no results.sqlite (is it a run directory?)")
-    try:
-        return load_run(run_dir)
-    except StoreError as exc:
-        _fail(str(exc))
 
 
 def _stored_statuses(out_dir: Path, quick: bool, retry_failed: bool = False
@@ -327,111 +310,8 @@ def peak(devices: Annotated[str, typer.Option("--devices", help="cpu,cuda")] = "
     console.print(table)
 
 
-@app.command()
-def compare(
-        run_a: Annotated[Path, typer.Argument(help="run directory A")],
-        run_b: Annotated[Optional[Path], typer.Argument(help="run directory B (default: A)")] = None,
-        a: Annotated[Optional[str], typer.Option("--a", help="group A of a run, e.g. backend=torch")] = None,
-        b: Annotated[Optional[str], typer.Option("--b", help="group B, e.g. backend=onnxruntime")] = None,
-        only: Only = None,
-        output: Annotated[str, typer.Option("--format", help="md or json")] = "md",
-        fail_if_slower: Annotated[Optional[str], typer.Option(
-            "--fail-if-slower", help="exit 1 if B is significantly slower than A by more than "
-                                     "this, e.g. 5%")] = None,
-        margin: Annotated[str, typer.Option(
-            "--margin", help="smaller changes are run-to-run noise, not a verdict")] = "2%",
-        ignore_process_noise: Annotated[bool, typer.Option(
-            "--ignore-process-noise", help="let --fail-if-slower judge runs measured without "
-                                           "--repeats (process-to-process noise unseen)")] = False):
-    """Compare two runs (or two groups of one run) case by case, with a verdict per case.
-
-    B/A median latency with a bootstrap 95% CI: faster, slower, or no significant difference."""
-    from infersweep.reports.compare import (CompareError, parse_fraction, regressions, to_json,
-                                    to_markdown)
-    from infersweep.reports.compare import compare as compare_results
-
-    if output not in ("md", "json"):
-        _fail(f"unknown --format {output!r}; allowed: md, json")
-    if (a is None) != (b is None):
-        _fail("give both --a and --b, or neither")
-    if run_b is None and a is None:
-        _fail("compare needs a second run directory, or --a and --b")
-    try:
-        filter_a, filter_b, filter_only = parse_filter(a), parse_filter(b), parse_filter(only)
-        threshold = parse_fraction(fail_if_slower) if fail_if_slower else None
-        noise_margin = parse_fraction(margin)
-    except (FilterError, ValueError) as exc:
-        _fail(str(exc))
-    results_a = _load_run(run_a).results
-    results_b = results_a if run_b is None else _load_run(run_b).results  # same list: one run
-    try:
-        # A name no stored case has is a typo: it would select nothing and pass the gate.
-        check_known(filter_a, [r.case for r in results_a], "--a")
-        check_known(filter_b, [r.case for r in results_b], "--b")
-        check_known(filter_only, [r.case for r in results_a + results_b], "--only")
-    except FilterError as exc:
-        _fail(str(exc))
-    name_a = f"{run_a}" + (f" ({filter_a})" if a else "")
-    name_b = f"{run_b or run_a}" + (f" ({filter_b})" if b else "")
-    try:
-        result = compare_results(results_a, results_b, a_filter=filter_a, b_filter=filter_b,
-                                 only=filter_only, a_name=name_a, b_name=name_b,
-                                 margin=noise_margin)
-    except CompareError as exc:
-        _fail(str(exc))
-    single = result.single_process()
-    if threshold is not None and single and not ignore_process_noise:
-        _fail(f"--fail-if-slower needs both runs measured with --repeats 2 or more: {len(single)} "
-              "compared pair(s) come from one worker process per case, whose noise between "
-              "processes would pass for a regression; re-run with --repeats 3, or add "
-              "--ignore-process-noise to judge them anyway")
-    text = to_markdown(result) if output == "md" else to_json(result)
-    console.print(text, markup=False, highlight=False)
-    if threshold is not None:
-        slower = regressions(result, threshold)
-        if slower:
-            err.print(f"{len(slower)} case(s) slower than A by more than {threshold:.0%} "
-                      "(95% CI above the threshold)", highlight=False)
-            raise typer.Exit(1)
-
-
-def _text(flag: str, help: str):
-    return Annotated[Optional[str], typer.Option(flag, help=help)]
-
-
-@app.command()
-def recommend(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
-              p99_ms: _text("--p99-ms", "p99 latency of one batch at most (ms)") = None,
-              max_memory_mb: _text("--max-memory-mb", "peak memory at most (MB)") = None,
-              min_throughput: _text("--min-throughput", "images/s at least") = None,
-              min_cosine: _text("--min-cosine", "cosine vs fp32 at least: 0.999") = None,
-              min_top1: _text("--min-top1", "top-1 accuracy, or agreement with fp32 where "
-                                            "the data has no labels, at least: 0.99") = None,
-              device: _text("--device", "only cases on this device") = None,
-              maximize: _text("--maximize", "throughput (default) or max-qps") = None,
-              minimize: _text("--minimize", "p99 or energy") = None,
-              emit: _text("--emit", "python: a script building the recommended configuration "
-                                    "on stdout (the recommendation on stderr)") = None):
-    """What to deploy: the best case of DIR meeting every constraint, and what kept the others out.
-
-    Flags override the sweep file's [constraints]. Exit code: 0 with a recommendation, 1 when no
-    case meets the constraints, 2 for bad input."""
-    flags = {k: v for k, v in locals().items() if k not in ("run_dir", "emit")}
-    from infersweep.grid.constraints import ConstraintError, overlay
-    from infersweep.reports import emit as emitting, recommend as recommending
-
-    try:
-        overlay(None, flags)  # the flags alone first: nothing is read for a bad one
-        if emit not in (None, "python"):
-            raise ConstraintError(f"unknown --emit {emit!r}; allowed: python")
-        stored_run = _load_run(run_dir)
-        rec = recommending.recommend_run(stored_run, overlay(stored_run.spec, flags))
-        snippet = emitting.snippet_for(rec.best, stored_run) if emit and rec.best else ""
-    except (ConstraintError, emitting.EmitError) as exc:
-        _fail(str(exc))
-    (err if emit else console).print(recommending.text(rec), markup=False, highlight=False)
-    console.print(snippet, markup=False, highlight=False, end="")
-    raise typer.Exit(0 if rec.best else 1)
+app.command()(compare)
+app.command()(recommend)
 
 
 cache_app = typer.Typer(help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "

@@ -3,7 +3,9 @@ case and ETA, and one line per finished case."""
 
 from __future__ import annotations
 
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
@@ -71,3 +73,9 @@ def time_line(split: TimeSplit) -> str:
     per_case = split.harness_per_case_s()
     tail = f"; harness per case {per_case:.2f} s" if per_case is not None else ""
     return f"time: {split.line()}{tail}"
+
+
+def fail(message: str) -> None:
+    # escape: messages quote user values and commands (pip install 'infersweep[ray]') verbatim
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(2)
