@@ -103,6 +103,17 @@ def test_max_qps_objective_picks_the_highest_searched_rate_and_skips_fixed_batch
     assert "| openvino fp32 cpu, batch 8, 64 px | --maximize max-qps | not measured |" in text(rec)
 
 
+def test_a_choice_from_single_process_rows_says_process_noise_is_not_accounted_for():
+    single = [_result("torch", 8, 40.0), _result("onnxruntime", 8, 32.0)]  # 200 vs 250 img/s
+    note = ("The best and the runner-up (they differ by 20% on the objective) were measured in "
+            "one worker process each: process-to-process noise is not accounted for")
+    assert note in text(recommend(_rows(single), Constraints()))
+    repeated = [_result("torch", 8, 40.0), _result("onnxruntime", 8, 32.0)]
+    for result in repeated:
+        result.process_medians_ms = [result.samples_ms[0]] * 3  # three worker processes each
+    assert "process-to-process" not in text(recommend(_rows(repeated), Constraints()))
+
+
 def test_tie_on_the_objective_is_decided_by_p99_and_said():
     results = [_result("torch", 8, 40.0, p99=50.0), _result("onnxruntime", 8, 40.0, p99=45.0)]
     for order in (results, results[::-1]):

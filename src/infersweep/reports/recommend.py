@@ -313,6 +313,26 @@ def _indistinct_note(rec: Recommendation) -> str | None:
             "measurements do not separate the two (process repeats, --repeats 3, would).")
 
 
+def _process_noise_note(rec: Recommendation) -> str | None:
+    """Choosing between two configurations is a verdict about them: without process repeats it
+    rests on one worker process each, and medians move between processes (DESIGN: 5-30% on a
+    shared machine), which no interval of one process shows."""
+    if len(rec.ranked) < 2:
+        return None
+    first, second = rec.ranked[:2]
+    single = [r for r in (first, second) if (r.get("repeats") or 1) < 2]
+    if not single:
+        return None
+    column = OBJECTIVE_COLUMNS[rec.constraints.objective][0]
+    a, b = first.get(column), second.get(column)
+    gap = f" (they differ by {100 * abs(a - b) / max(abs(a), abs(b)):.0f}% on the objective)" \
+        if a and b else ""
+    return (f"The best and the runner-up{gap} were measured in one worker process "
+            f"{'each' if len(single) == 2 else 'for ' + rec.label(single[0])}: "
+            "process-to-process noise is not accounted for; re-run with --repeats 3 before "
+            "acting on a small difference.")
+
+
 def _miss_text(m: Miss) -> tuple[str, str, str, str]:
     unit = UNITS.get(m.bound.key, "")
     if m.value is None:
@@ -330,7 +350,8 @@ def blocks(rec: Recommendation) -> list[Block]:
     if rec.best is not None:
         model = "" if "model" in rec.varying else f" ({rec.best['model']})"
         out.append(Para(f"Recommended: {rec.label(rec.best)}{model}: {_figures(rec.best)}."))
-        out += [Para(n) for n in (_tie_note(rec), _indistinct_note(rec)) if n]
+        out += [Para(n) for n in (_tie_note(rec), _indistinct_note(rec),
+                                  _process_noise_note(rec)) if n]
         if rec.runners_up:
             out.append(Table(("#", "runner-up", "figures"),
                              tuple((str(i), rec.label(r), _figures(r))
