@@ -114,6 +114,22 @@ def test_a_choice_from_single_process_rows_says_process_noise_is_not_accounted_f
     assert "process-to-process" not in text(recommend(_rows(repeated), Constraints()))
 
 
+def test_overlapping_intervals_name_the_remedy_the_rows_have_not_used_yet():
+    def spread(backend, centre, processes=()):
+        case = Case("resnet18", "random(seed=0)", backend, "cpu", "fp32", 64, 8, "synthetic")
+        samples = [centre + d for d in (-4.0, -2.0, 0.0, 2.0, 4.0)] * 20
+        return Result(case, "ok", samples_ms=samples, process_medians_ms=list(processes),
+                      measured={"peak_memory_mb": 500.0, "cosine": 1.0, "top1_agreement": 1.0})
+
+    single = text(recommend(_rows([spread("torch", 40.0), spread("onnxruntime", 40.5)]),
+                            Constraints()))
+    assert "do not separate the two (process repeats, --repeats 3, might)" in single
+    repeated = text(recommend(_rows([spread("torch", 40.0, (36.0, 40.0, 44.0)),
+                                     spread("onnxruntime", 40.5, (36.5, 40.5, 44.5))]),
+                              Constraints()))
+    assert "do not separate the two (3 worker processes each: more repeats" in repeated
+
+
 def test_tie_on_the_objective_is_decided_by_p99_and_said():
     results = [_result("torch", 8, 40.0, p99=50.0), _result("onnxruntime", 8, 40.0, p99=45.0)]
     for order in (results, results[::-1]):

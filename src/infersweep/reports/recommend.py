@@ -309,8 +309,11 @@ def _indistinct_note(rec: Recommendation) -> str | None:
     second_high = second["batch_size"] * 1000.0 / second["latency_ms_ci_low"]
     if second_high < first_low:
         return None
+    repeats = min(first.get("repeats") or 1, second.get("repeats") or 1)
+    remedy = (f"{repeats} worker processes each: more repeats or a quieter machine might"
+              if repeats >= 2 else "process repeats, --repeats 3, might")
     return (f"The runner-up {rec.label(second)} is within the 95% interval of the best: these "
-            "measurements do not separate the two (process repeats, --repeats 3, would).")
+            f"measurements do not separate the two ({remedy}).")
 
 
 def _process_noise_note(rec: Recommendation) -> str | None:
