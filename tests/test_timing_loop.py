@@ -152,6 +152,19 @@ def test_after_warmup_runs_between_warmup_and_timing_and_last_output_is_kept(clo
     assert gc.isenabled() == was_enabled
 
 
+def test_probe_windows_open_after_the_collection_that_precedes_the_timed_loop(clock, monkeypatch):
+    """A full gc in a process holding a runtime takes 0.1-0.4 s (seen as an H200 energy window
+    0.37 s longer than its timed runs): it must fall before after_warmup opens the windows."""
+    events = []
+    monkeypatch.setattr(timing.gc, "collect", lambda *a: events.append("collect"))
+    run = clock.runner(lambda i: 1.0)
+    t = measure(run, settings(min_iterations=10, min_time_s=0.0),
+                after_warmup=lambda: events.append("window opens"))
+    timing.time_again(run, settings(min_iterations=10, min_time_s=0.0), t,
+                      after_warmup=lambda: events.append("window opens"))
+    assert events == ["collect", "window opens"] * 2
+
+
 def test_gc_is_off_inside_the_timed_loop_only(clock):
     states = []
     run = clock.runner(lambda i: 1.0)

@@ -132,14 +132,21 @@ class TimedPhase:
 
 
 def timed_phase(run: Callable[[], object], settings: MeasureSettings,
-                clock: Clock | None = None) -> TimedPhase:
-    """Time runs until the median's CI reaches the target with no trend left, or the cap."""
+                clock: Clock | None = None,
+                on_start: Callable[[], object] | None = None) -> TimedPhase:
+    """Time runs until the median's CI reaches the target with no trend left, or the cap.
+
+    ``on_start`` (the probes' after_warmup: energy, memory and contention windows open there) is
+    called after the garbage collection that precedes the loop: a full collection in a process
+    that holds a runtime takes a tenth of a second or more, and belongs to no window."""
     clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
     samples: list[float] = []
     warnings: list[str] = []
     discarded = 0
     next_check = settings.min_iterations
     gc.collect()
+    if on_start is not None:
+        on_start()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the timed loop is noise that belongs to us, not the model
     try:
@@ -176,9 +183,7 @@ def measure(run: Callable[[], object], settings: MeasureSettings,
     warmup_start = clock()
     warmup_iterations, warnings = warm_up(run, settings, clock)
     warmup_ms = (clock() - warmup_start) / 1e6
-    if after_warmup is not None:
-        after_warmup()
-    phase = timed_phase(run, settings, clock)
+    phase = timed_phase(run, settings, clock, on_start=after_warmup)
     return Timing(first_iter_ms, warmup_iterations, warmup_ms, phase.samples_ms,
                   warnings + phase.warnings, phase.last_output, phase.discarded_iterations)
 
@@ -189,9 +194,7 @@ def time_again(run: Callable[[], object], settings: MeasureSettings, timing: Tim
     """The timed phase once more (the case is warm): a Timing with the new samples and the
     first timing's cold run and warmup."""
     clock = clock or time.perf_counter_ns  # looked up per call: tests patch time
-    if after_warmup is not None:
-        after_warmup()
-    phase = timed_phase(run, settings, clock)
+    phase = timed_phase(run, settings, clock, on_start=after_warmup)
     kept = [w for w in timing.warnings if w.startswith("warmup")]
     return Timing(timing.first_iter_ms, timing.warmup_iterations, timing.warmup_ms,
                   phase.samples_ms, kept + phase.warnings, phase.last_output,
