@@ -118,6 +118,24 @@ def test_a_lone_request_waits_max_delay_and_a_burst_is_batched():
     assert summary.mean_batch == pytest.approx(np.mean(fake.batches))
 
 
+def test_the_loop_runs_with_the_garbage_collector_off_and_restores_it():
+    """A gen-2 collection inside a server run would land on a few requests' latency."""
+    import gc
+
+    states = []
+    fake = FakeTime(lambda n: 0.001)
+
+    def run_batch(n):
+        states.append(gc.isenabled())
+        fake.run_batch(n)
+
+    was = gc.isenabled()
+    serve(run_batch, poisson_schedule(100.0, seed=0, min_requests=20), 1, 0.0,
+          clock=fake.clock, sleep=fake.sleep)
+    assert len(states) == 20 and not any(states)
+    assert gc.isenabled() == was
+
+
 def test_overloaded_server_is_stopped_and_marked_invalid():
     # capacity 100/s (10 ms per request), asked for 300/s
     schedule = poisson_schedule(300.0, seed=0, min_requests=3000)

@@ -23,6 +23,7 @@ Validity (``ServerRules``), each rule from LoadGen (loadgen/results.cc, test_set
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from bisect import bisect_left
@@ -95,6 +96,24 @@ def serve(run_batch: Callable[[int], object], schedule: Schedule, max_batch: int
     # The LoadGen percentile is sorted[int(n * p)]: it is over the bound once this many are.
     certain_fail = n - int(n * PERCENTILE) if p99_bound_s is not None else None
     batcher = Batcher(max_batch, max_delay_s)
+    # As in the timed loop (timing.py): collect now, and no collection inside the run, where a
+    # full one (0.1 s or more in a process holding a runtime) would land on some requests.
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _serve(run_batch, schedule, batcher, clock, sleep, limit, certain_fail,
+                      p99_bound_s)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _serve(run_batch, schedule: Schedule, batcher: Batcher, clock, sleep, limit: float,
+           certain_fail: int | None, p99_bound_s: float | None) -> ServerRun:
+    """The loop of ``serve``, with the garbage collector off."""
+    arrivals = schedule.arrivals_s.tolist()  # list: bisect with bounds, fast indexing
+    n = len(arrivals)
     started = np.zeros(n)
     done = np.zeros(n)
     sizes: list[int] = []
@@ -133,7 +152,8 @@ def serve(run_batch: Callable[[int], object], schedule: Schedule, max_batch: int
                        f"after {end:.1f} s (schedule {arrivals[-1]:.1f} s)")
             break
     arr = schedule.arrivals_s[:served]
-    return ServerRun(schedule, max_batch, max_delay_s * 1e3, (done[:served] - arr) * 1e3,
+    return ServerRun(schedule, batcher.max_batch, batcher.max_delay_s * 1e3,
+                     (done[:served] - arr) * 1e3,
                      (started[:served] - arr) * 1e3, sizes, end, stopped)
 
 
