@@ -38,11 +38,11 @@ def _validity(row: dict) -> str:
 def max_qps_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     searched = [r for r in _server(rows) if "qps=" not in r["scenario"]]
     head = ["configuration", "p99 bound", "max QPS", "p99 at max", "p50 at max", "mean batch",
-            "queueing share", "run", "status"]
+            "queueing share", "validity", "status"]
     body = [[configuration(r), _num(r.get("p99_bound_ms"), "g") + " ms",
              _num(r.get("max_qps"), ".1f"), _num(r.get("request_ms_p99"), ".2f"),
              _num(r.get("request_ms_p50"), ".2f"), _num(r.get("mean_batch"), ".2f"),
-             _num(r.get("queue_share_pct"), ".0f"), _validity(r),
+             _num(r.get("queue_share_pct"), ".0f") + "%", _validity(r),
              r["status"] if r["status"] != "ok" else ""] for r in searched]
     return head, body
 
@@ -50,7 +50,7 @@ def max_qps_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 def fixed_rate_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     fixed = [r for r in _server(rows) if "qps=" in r["scenario"]]
     head = ["configuration", "target QPS", "achieved QPS", "p50 (ms)", "p90 (ms)", "p99 (ms)",
-            "p99.9 (ms)", "mean batch", "queueing share", "requests", "run"]
+            "p99.9 (ms)", "mean batch", "queueing share", "requests", "validity"]
     body = [[configuration(r), _num(r.get("target_qps"), "g"), _num(r.get("achieved_qps"), ".1f"),
              _num(r.get("request_ms_p50"), ".2f"), _num(r.get("request_ms_p90"), ".2f"),
              _num(r.get("request_ms_p99"), ".2f"), _num(r.get("request_ms_p999"), ".2f"),
