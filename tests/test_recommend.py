@@ -12,7 +12,7 @@ from infersweep.cli import app
 from infersweep.grid.constraints import ConstraintError, Constraints, overlay, parse_constraints
 from infersweep.grid.spec import SpecError, build_spec
 from infersweep.reports.formats import write_reports
-from infersweep.reports.recommend import recommend, text, with_energy
+from infersweep.reports.recommend import recommend, text
 from infersweep.reports.rows import report_rows
 from infersweep.results.result import Result
 from infersweep.results.store import Store
@@ -50,7 +50,7 @@ RESULTS = [
 
 
 def _rows(results=RESULTS):
-    return with_energy(report_rows(results, "torch", {}), results)
+    return report_rows(results, "torch", {})
 
 
 def _label(row):

@@ -239,7 +239,7 @@ def write(ctx: ReportContext) -> None:
     # Several machines: no plots here, a line through cases of several machines would mean
     # nothing; each machine's own report.html has its plots.
     plots = [] if ctx.hardware else plots_of(ctx)
-    sections = [] if ctx.hardware else report_sections(ctx.rows, ctx.results, ctx.constraints)
+    sections = [] if ctx.hardware else report_sections(ctx.rows, ctx.constraints)
     atomic_write(ctx.out_dir / "report.html", html_text(
         ctx.rows, ctx.env, ctx.baseline, ctx.title, plots, ctx.hardware, ctx.baseline_ok,
         sections))

@@ -165,7 +165,7 @@ def _sections(ctx: ReportContext) -> list[str]:
     them: a front across machines would compare different hardware)."""
     if ctx.hardware:
         return []
-    return [line for title, blocks in report_sections(ctx.rows, ctx.results, ctx.constraints)
+    return [line for title, blocks in report_sections(ctx.rows, ctx.constraints)
             for line in (f"## {title}", "", *to_markdown(blocks))]
 
 

@@ -17,13 +17,11 @@ from infersweep.grid.constraints import OBJECTIVES, ConstraintError, Constraints
 from infersweep.reports.blocks import Block, Para, Table, to_markdown
 from infersweep.reports.rows import DISAGREES, report_rows, untrusted_reason
 from infersweep.reports.summary import Series, varying_fields
-from infersweep.results.result import Result
 
 RUNNERS_UP = 3
 MISSES_SHOWN = 10
 # The energy probe's columns (issue 18); read from a result's measured values when the probe
 # that declares them is not registered in this process.
-ENERGY_COLUMNS = ("energy_j_per_image", "images_per_joule", "avg_power_w", "energy_source")
 
 
 def top1(row: dict) -> tuple[float | None, str]:
@@ -208,19 +206,6 @@ def recommend(rows: list[dict], constraints: Constraints) -> Recommendation:
     return rec
 
 
-def with_energy(rows: list[dict], results: list[Result]) -> list[dict]:
-    """The rows with the energy figures where a result holds them (copies of the rows)."""
-    measured = {r.case.case_id: r.measured for r in results}
-    return [{**row, **{c: row.get(c) if row.get(c) is not None
-                       else measured.get(row["case_id"], {}).get(c) for c in ENERGY_COLUMNS}}
-            for row in rows]
-
-
-def candidate_rows(results: list[Result], baseline: str, peaks: dict) -> list[dict]:
-    """The report's rows of a stored run (speedups, utilisation), with the energy figures."""
-    return with_energy(report_rows(results, baseline, peaks), results)
-
-
 def recommend_run(stored_run, constraints: Constraints) -> Recommendation:
     """The recommendation of a stored run (sweep.StoredRun); ConstraintError for a --device
     that no case of the run ran on."""
@@ -229,7 +214,8 @@ def recommend_run(stored_run, constraints: Constraints) -> Recommendation:
         raise ConstraintError(f"--device {constraints.device}: no case of this run ran on it "
                               f"(devices: {', '.join(devices) or 'none'})")
     baseline = stored_run.spec.get("baseline") or "torch"
-    return recommend(candidate_rows(stored_run.results, baseline, stored_run.peaks), constraints)
+    # The energy and server columns are probe columns: the report rows carry them.
+    return recommend(report_rows(stored_run.results, baseline, stored_run.peaks), constraints)
 
 
 def text(rec: Recommendation) -> str:
@@ -237,16 +223,14 @@ def text(rec: Recommendation) -> str:
     return "\n".join(to_markdown(blocks(rec))).rstrip()
 
 
-def report_sections(rows: list[dict], results: list[Result],
-                    constraints: Constraints | None) -> list[tuple[str, list[Block]]]:
+def report_sections(rows: list[dict], constraints: Constraints | None) -> list[tuple[str, list[Block]]]:
     """(title, blocks) of report.md's and report.html's Recommendation (when the sweep file
     has [constraints]) and Pareto front sections."""
     from infersweep.reports import pareto
 
     sections = []
     if constraints is not None:
-        sections.append(("Recommendation", blocks(recommend(with_energy(rows, results),
-                                                            constraints))))
+        sections.append(("Recommendation", blocks(recommend(rows, constraints))))
     front = pareto.blocks(rows)
     if front:
         sections.append(("Pareto front", front))
