@@ -15,10 +15,19 @@ from infersweep.backends.base import Backend
 from infersweep.case import Case
 from infersweep.measure.timing import Timing
 from infersweep.probes import ProbeContext, registry
+from infersweep.probes import energy as energy_module
 from infersweep.probes.energy import Energy, rapl_energy
 
 CPU = Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 32, 3, "synthetic")
 CUDA = Case("resnet18", "random(seed=0)", "torch", "cuda", "fp16", 32, 4, "synthetic")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker():
+    """Each test is a new worker: no idle power measured yet."""
+    energy_module.WORKER_IDLE_W.clear()
+    yield
+    energy_module.WORKER_IDLE_W.clear()
 
 
 def _ctx(case: Case, runs: int = 0, discarded: int = 0) -> ProbeContext:
@@ -66,6 +75,23 @@ def test_nvml_energy_per_image_net_of_idle(monkeypatch):
     assert reading.info["energy"] == {"window_s": 2.0, "joules": 800.0, "images": 128,
                                       "runs": 32}
     assert indexes == [3] and readings == []
+
+
+def test_a_worker_measures_idle_once_before_its_first_group():
+    # each group's meter: a check read; group 1: idle 40 J in 0.5 s = 80 W, loop 800 J in 2 s;
+    # group 2: no idle read, loop 600 J in 2 s
+    readings = [0, 0, 40_000, 1_000_000, 1_800_000, 1_900_000, 2_000_000, 2_600_000]
+    slept: list[float] = []
+    nvml = _fake_nvml(readings, [])
+    clock = FakeClock([0.0, 0.5, 10.0, 12.0, 20.0, 22.0])
+    first = _run(Energy(nvml_loader=lambda: nvml, clock=clock, sleep=slept.append),
+                 _ctx(CUDA, runs=32))
+    second = _run(Energy(nvml_loader=lambda: nvml, clock=clock, sleep=slept.append),
+                  _ctx(CUDA, runs=32))
+    assert slept == [0.5]
+    assert first.fields["idle_power_w"] == second.fields["idle_power_w"] == 80.0
+    assert second.fields["energy_j_per_image"] == pytest.approx((600 - 80 * 2) / 128)
+    assert readings == []
 
 
 def test_a_loop_that_used_no_more_than_idle_has_no_energy_per_image():

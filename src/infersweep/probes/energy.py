@@ -27,6 +27,10 @@ from infersweep.probes.base import Column, Probe, ProbeContext, Reading
 from infersweep.probes.gpu_memory import GPU_EXTRA, _nvml_index
 
 IDLE_S = 0.5
+# Idle power per meter, measured once in this process (a worker), before its first group: a
+# worker that serves 24 groups would otherwise sleep 12 s, and an idle read right after the
+# previous group would catch the GPU still clocked up and call that idle.
+WORKER_IDLE_W: dict[str, float] = {}
 # $INFERSWEEP_POWERCAP: where a container mounts the host's powercap tree (and tests a fake one).
 POWERCAP = Path(os.environ.get("INFERSWEEP_POWERCAP", "/sys/class/powercap"))
 
@@ -122,8 +126,10 @@ class Energy(Probe):
     columns = ENERGY_COLUMNS
 
     def __init__(self, nvml_loader=_import_pynvml, powercap: Path = POWERCAP,
-                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep):
+                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep,
+                 idle_cache: dict[str, float] | None = None):
         self.nvml_loader, self.powercap, self.idle_s = nvml_loader, powercap, idle_s
+        self.idle_cache = WORKER_IDLE_W if idle_cache is None else idle_cache
         self.clock, self.sleep = clock, sleep
         self.meter: NvmlEnergy | RaplEnergy | None = None
         self.unavailable = ""  # why there is no meter
@@ -138,11 +144,13 @@ class Energy(Probe):
             self.unavailable = found
             return
         self.meter = found
-        # Idle: no model yet, nothing of ours on the device (start_group runs before any).
-        before, t0 = self.meter.read(), self.clock()
-        self.sleep(self.idle_s)
-        after, t1 = self.meter.read(), self.clock()
-        self.idle_w = self.meter.joules(before, after) / (t1 - t0)
+        if found.source not in self.idle_cache:
+            # Idle: no model yet, nothing of ours on the device (the worker's first group).
+            before, t0 = self.meter.read(), self.clock()
+            self.sleep(self.idle_s)
+            after, t1 = self.meter.read(), self.clock()
+            self.idle_cache[found.source] = self.meter.joules(before, after) / (t1 - t0)
+        self.idle_w = self.idle_cache[found.source]
 
     def after_warmup(self, ctx: ProbeContext) -> None:
         self.stop = None
