@@ -1,7 +1,10 @@
-"""The server scenario on the CPU: max QPS under a p99 bound for resnet18 at 64 px with torch and
-onnxruntime, and the harness's own overhead.
+"""The server scenario: max QPS under a p99 bound per runtime, and the harness's own overhead.
 
-    .venv/bin/python benchmarks/serve_cpu.py [--p99-ms 20] [--max-batch 1,8] [--duration 2]
+    .venv/bin/python benchmarks/serve.py [--p99-ms 20] [--max-batch 1,8] [--duration 2]
+        [--backends torch,onnxruntime] [--devices cpu] [--precisions fp32] [--sizes 64]
+
+The defaults are the CPU case (resnet18 at 64 px, torch and onnxruntime); on a GPU, e.g.
+``--devices cuda --precisions fp16 --sizes 224 --backends torch,torch-compile,onnxruntime``.
 
 1. Harness overhead: the serving loop (measure/server.py: precomputed Poisson schedule, batcher,
    real clock and sleep) with a no-op model, at rates up to far beyond any CPU model: the rate
@@ -15,6 +18,7 @@ onnxruntime, and the harness's own overhead.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,17 +52,20 @@ def harness_overhead(rates: list[float], duration_s: float) -> None:
 
 
 def sweep(args) -> None:
-    print(f"## resnet18 64 px, max QPS under p99 {args.p99_ms:g} ms\n")
-    out = Path(tempfile.mkdtemp(prefix="serve-cpu-")) / "run"
-    command = [sys.executable, "-m", "infersweep", "run", "--backends", "torch,onnxruntime",
-               "--sizes", "64", "--scenarios", "server", "--find-max-qps",
+    print(f"## resnet18 {args.sizes} px on {args.devices}, {args.precisions}: max QPS under p99 "
+          f"{args.p99_ms:g} ms\n")
+    out = args.out or Path(tempfile.mkdtemp(prefix="serve-")) / "run"
+    command = [sys.executable, "-m", "infersweep", "run", "--backends", args.backends,
+               "--devices", args.devices, "--precisions", args.precisions,
+               "--sizes", args.sizes, "--scenarios", "server", "--find-max-qps",
                "--p99-ms", str(args.p99_ms), "--max-batch", args.max_batch,
                "--max-delay-ms", args.max_delay_ms, "--server-min-duration", str(args.duration),
                "--server-min-requests", "100", "--qps-resolution", "0.05", "--out", str(out)]
     print("    " + " ".join(command[1:]) + "\n")
     start = time.perf_counter()
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(command, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+                          env={**os.environ, "PYTHONPATH": path})
     print(f"(exit {proc.returncode}, {time.perf_counter() - start:.0f} s)\n")
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
@@ -76,6 +83,11 @@ def main() -> None:
     parser.add_argument("--max-delay-ms", default="2")
     parser.add_argument("--duration", type=float, default=2.0,
                         help="seconds of arrivals per trial (LoadGen's minimum is 10)")
+    parser.add_argument("--backends", default="torch,onnxruntime")
+    parser.add_argument("--devices", default="cpu")
+    parser.add_argument("--precisions", default="fp32")
+    parser.add_argument("--sizes", default="64")
+    parser.add_argument("--out", type=Path, help="run directory (default: a temporary one)")
     parser.add_argument("--overhead-rates", default="1000,10000,50000")
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
