@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -92,6 +93,20 @@ def test_a_worker_measures_idle_once_before_its_first_group():
     assert first.fields["idle_power_w"] == second.fields["idle_power_w"] == 80.0
     assert second.fields["energy_j_per_image"] == pytest.approx((600 - 80 * 2) / 128)
     assert readings == []
+
+
+def test_a_server_case_has_no_timed_loop_and_no_energy_per_image():
+    """Found on the H200: the server scenario hands probes no Timing; the probe said so with an
+    AttributeError in every server row."""
+    readings = [0, 0, 40_000, 1_000_000, 1_800_000]
+    server = replace(CUDA, scenario="server(max_batch=8,max_delay_ms=1,qps=300)")
+    ctx = replace(_ctx(server), timing=None)
+    reading = _run(Energy(nvml_loader=lambda: _fake_nvml(readings, []),
+                          clock=FakeClock([0.0, 0.5, 10.0, 12.0]), sleep=lambda s: None), ctx)
+    assert reading.fields == {"energy_source": "nvml:total_energy_consumption gpu0: not measured "
+                                               "in a server(max_batch=8,max_delay_ms=1,qps=300) "
+                                               "case (no timed loop of fixed batches)"}
+    assert reading.warnings == []
 
 
 def test_a_loop_that_used_no_more_than_idle_has_no_energy_per_image():

@@ -168,6 +168,12 @@ class Energy(Probe):
             return Reading({"energy_source": self.unavailable})
         self.noise(ctx)
         timing = ctx.timing
+        if timing is None:
+            # A server case: requests at the rates of a search, no timed loop of fixed batches.
+            # Energy per image of such a window would mix every trial's rate: not given.
+            return Reading({"energy_source": f"{self.meter.source}: not measured in a "
+                                             f"{ctx.case.scenario or 'scenario'} case (no timed "
+                                             "loop of fixed batches)"})
         runs = len(timing.samples_ms) + timing.discarded_iterations
         images = runs * ctx.case.batch_size
         joules = self.meter.joules(self.start[0], self.stop[0])
