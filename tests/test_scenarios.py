@@ -260,3 +260,19 @@ def test_scenario_is_out_of_the_id_when_empty_and_canonical_when_not():
     served = Case(**base, scenario=text)
     assert served.case_id != plain.case_id and served.group_key == plain.group_key
     assert served.label.endswith(text)
+
+
+def test_a_search_trial_holds_the_requests_a_valid_pass_needs_and_a_fixed_rate_run_does_not():
+    from infersweep.measure.timing import MeasureSettings
+    from infersweep.run.serve import trial_schedule
+
+    settings = MeasureSettings(server_min_duration_s=1.0, server_min_requests=100)
+    # 20 QPS for 1 s is ~20 requests; the user's minimum makes it 100 at a fixed rate ...
+    assert trial_schedule(20.0, 0, settings, searching=False).count == 100
+    # ... and a search trial 459, the fewest with which none over the bound passes the rule
+    searched = trial_schedule(20.0, 0, settings, searching=True)
+    assert searched.count == early_stopping_minimum(0) == 459
+    assert early_stopping_ok(searched.count, 0) and not early_stopping_ok(searched.count - 1, 0)
+    # a larger minimum of the user's is kept
+    many = MeasureSettings(server_min_duration_s=1.0, server_min_requests=2000)
+    assert trial_schedule(20.0, 0, many, searching=True).count == 2000

@@ -16,10 +16,11 @@ import traceback
 from dataclasses import asdict, dataclass, replace
 
 from infersweep.case import Case, scenario_parts
-from infersweep.measure.arrivals import poisson_schedule
+from infersweep.measure.arrivals import Schedule, poisson_schedule
 from infersweep.measure.maxqps import find_max_qps
 from infersweep.measure.server import (LOADGEN_MIN_DURATION_S, LOADGEN_MIN_REQUESTS, ServerRules,
-                                       ServerSummary, serve, summarize_run)
+                                       ServerSummary, early_stopping_minimum, serve,
+                                       summarize_run)
 from infersweep.probes.group import short_reason
 from infersweep.probes.scenario import SERVER_FIELDS
 from infersweep.results.result import Result
@@ -44,6 +45,18 @@ class ServerCase:
         qps, bound = params.get("qps"), params.get("p99_ms")
         return cls(int(params["max_batch"]), float(params["max_delay_ms"]),
                    float(qps) if qps else None, float(bound) if bound else None)
+
+
+def trial_schedule(rate: float, seed: int, settings, searching: bool) -> Schedule:
+    """The arrivals of one server run. A run at a rate the user gave honours their minimums (and
+    is marked invalid if they are too few to judge its p99). A search trial holds at least the
+    requests the binomial rule needs to pass with none over the bound (459 for the p99 at 99%
+    confidence): with fewer, no trial could ever be valid, and a search on the H200 at 1 s x 100
+    requests ended on a rate whose run was invalid for that reason alone."""
+    min_requests = settings.server_min_requests
+    if searching:
+        min_requests = max(min_requests, early_stopping_minimum(0))
+    return poisson_schedule(rate, seed, min_requests, settings.server_min_duration_s)
 
 
 class Unsupported(Exception):
@@ -116,8 +129,7 @@ def _serve_case(runner, ctx, case: Case) -> Result:
     summaries: list[ServerSummary] = []
 
     def trial(rate: float) -> ServerSummary:
-        schedule = poisson_schedule(rate, runner.ctx.seed, settings.server_min_requests,
-                                    settings.server_min_duration_s)
+        schedule = trial_schedule(rate, runner.ctx.seed, settings, server.qps is None)
         bound_s = server.p99_ms / 1e3 if server.p99_ms is not None else None
         run = serve(run_batch, schedule, server.max_batch, server.max_delay_ms / 1e3,
                     p99_bound_s=bound_s)
