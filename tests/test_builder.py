@@ -79,24 +79,27 @@ def two_cores_split(monkeypatch):
 def test_builder_runs_only_for_a_next_gpu_group_and_ends_before_cpu_groups(tmp_path,
                                                                           two_cores_split):
     # The fault backend runs its "cuda" cases on the CPU: the executor's scheduling is real.
-    gpu1, gpu2, cpu = (_group("fault-ok", "cuda", 8), _group("fault-ok", "cuda", 16),
-                       _group("fault-ok", "cpu", 8))
+    gpu1, gpu2, gpu3, cpu = (_group("fault-ok", "cuda", 8), _group("fault-ok", "cuda", 16),
+                             _group("fault-ok", "cuda", 24), _group("fault-ok", "cpu", 8))
     executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
                              usable_cores=2)
-    results, builders, at_cpu = [], [], []
+    results, builders, at_cpu, submitted = [], [], [], []
 
     def on_start(case):
         builder = executor.prebuilder.builder
         if case.device == "cuda":
             builders.append(builder)
+            if not submitted:  # the first GPU case: every coming GPU group is with the builder
+                submitted.append(set(builder.submitted))
         elif not at_cpu:  # the first CPU case: has the builder ended?
             at_cpu.append((builder, builders[-1].proc.poll()))
 
-    executor.run([gpu1, gpu2, cpu], on_start, results.append)
-    assert len(results) == 6 and all(r.status == "ok" for r in results)
-    # One builder, started for gpu2 before gpu1 was measured; closed (exit 0) before the CPU
-    # group started.
-    assert builders[0] is not None and builders == [builders[0]] * 4
+    executor.run([gpu1, gpu2, gpu3, cpu], on_start, results.append)
+    assert len(results) == 8 and all(r.status == "ok" for r in results)
+    # One builder, started for gpu2 and gpu3 before gpu1 was measured; closed (exit 0) before
+    # the CPU group started.
+    assert builders[0] is not None and builders == [builders[0]] * 6
+    assert submitted == [{gpu2[0].case_id, gpu3[0].case_id}]
     assert at_cpu == [(None, 0)]
     info = {r.case.image_size: r.info for r in results if r.case.device == "cuda"}
     assert "builder" not in info[8]  # nothing built the first group ahead

@@ -1,4 +1,4 @@
-"""The builder: the next GPU group's artefacts (ONNX export, INT8 model) built while the current
+"""The builder: the coming GPU groups' artefacts (ONNX export, INT8 model), built in order while a
 group is measured, in a process of its own that cannot disturb the measurement.
 
 - It sees no GPU (CUDA_VISIBLE_DEVICES is empty): only what a backend can build on the CPU
@@ -178,9 +178,13 @@ class Prebuilder:
         self.builder: Builder | None = None
         self.lock = threading.Lock()
 
-    def upcoming(self, group: list[Case] | None) -> None:
-        """The group a worker will take next: build its artefacts now, if it is a GPU group."""
-        if group is None or self.split is None or group[0].device != "cuda":
+    def upcoming(self, groups: list[list[Case]]) -> None:
+        """The groups workers will take next, in order: the builder works through their
+        artefacts in that order (each group once), so that an export is ready even when the
+        group before it is short (on the H200 the first ONNX Runtime group waited 11 s for
+        an export started one group ahead). Only GPU groups."""
+        groups = [g for g in groups if g[0].device == "cuda"]
+        if not groups or self.split is None:
             return
         with self.lock:
             if self.builder is None:
@@ -191,7 +195,8 @@ class Prebuilder:
                     print(f"infersweep: builder not started ({exc})", file=sys.stderr)
                     self.split = None
                     return
-        self.builder.submit(group)
+        for group in groups:
+            self.builder.submit(group)
 
     def info_for(self, group: list[Case]) -> dict:
         """Wait until the builder is done with the group; what its results should say."""

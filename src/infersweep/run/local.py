@@ -300,7 +300,7 @@ class WorkerSlot:
                 pass
 
 
-Serve = Callable[[WorkerSlot, list[Case], "list[Case] | None"], None]
+Serve = Callable[[WorkerSlot, list[Case], "list[list[Case]]"], None]
 
 
 def run_in_parallel(groups: list[list[Case]], executors: list[WorkerSlot],
@@ -308,7 +308,7 @@ def run_in_parallel(groups: list[list[Case]], executors: list[WorkerSlot],
                     serve: Serve | None = None) -> None:
     """One thread per slot (one per GPU); each takes the next group when it is free, so no
     two measurements ever share a GPU. Callbacks come from several threads: they must lock.
-    ``serve(slot, group, upcoming)`` runs a group knowing the one after it (for the builder);
+    ``serve(slot, group, upcoming)`` runs a group knowing the ones after it (for the builder);
     by default ``slot.run_group``."""
     queue = deque(groups)
     lock = threading.Lock()
@@ -324,7 +324,7 @@ def run_in_parallel(groups: list[list[Case]], executors: list[WorkerSlot],
                     if not queue or executor.stopping or errors:
                         return
                     group = queue.popleft()
-                    upcoming = queue[0] if queue else None
+                    upcoming = list(queue)
                 serve(executor, group, upcoming)
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)
@@ -377,9 +377,10 @@ class LocalExecutor:
             slot.stop()
         return slot
 
-    def _serve(self, slot: WorkerSlot, group: list[Case], upcoming: list[Case] | None,
+    def _serve(self, slot: WorkerSlot, group: list[Case], upcoming: list[list[Case]],
                on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
-        """Run a GPU group once the builder is done with it, the builder working on the next."""
+        """Run a GPU group once the builder is done with it, the builder working on the ones
+        after it."""
         info = self.prebuilder.info_for(group)
         self.prebuilder.upcoming(upcoming)
 
@@ -420,7 +421,7 @@ class LocalExecutor:
             return
         slot = self._slot(self.gpus[0] if self.gpus else None, gpu_phase=True)
         for i, group in enumerate(groups):
-            serve(slot, group, groups[i + 1] if i + 1 < len(groups) else None)
+            serve(slot, group, groups[i + 1:])
 
     def stop(self) -> None:
         self.stopping = True
