@@ -125,7 +125,7 @@ def test_no_samples_message():
     assert str(err.value) == "no samples"
 
 
-def test_pipelined_throughput_aims_at_a_quarter_second_by_default(monkeypatch):
+def test_pipelined_throughput_aims_at_fifty_milliseconds_by_default(monkeypatch):
     now = [0]
     monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: now[0] / 1e3))
     launches = []
@@ -134,8 +134,8 @@ def test_pipelined_throughput_aims_at_a_quarter_second_by_default(monkeypatch):
         launches.append(1)
         now[0] += 1
 
-    timing.pipelined_throughput(launch, launch, batch_size=1, median_ms=10.0, repeats=1)
-    assert len(launches) == 25  # 0.25 s / 10 ms
+    timing.pipelined_throughput(launch, launch, batch_size=1, median_ms=1.0, repeats=1)
+    assert len(launches) == 50  # 0.05 s / 1 ms
 
 
 # --- agreement and accuracy -------------------------------------------------------------------

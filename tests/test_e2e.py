@@ -99,6 +99,10 @@ def test_the_run_says_where_its_time_went(sweep):
     for r in results:  # the worker's own account covers at least the phases a Result keeps
         timed = (r["first_iter_ms"] + r["info"]["warmup_ms"] + sum(r["samples_ms"])) / 1000
         assert r["info"]["spent_s"]["measuring"] >= timed
+        # the extras after the timed loop are timed apart: the probes (the fp32 reference's
+        # agreement, memory, FLOPs) always run; pipelined throughput only where runs overlap
+        assert r["info"]["spent_s"]["probes"] > 0
+        assert r["info"]["spent_s"]["pipelined"] >= 0
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("time: wall ") and "harness per case" in last
     md = (out / "report.md").read_text()

@@ -129,15 +129,20 @@ class GroupRunner:
                       "spent_s": spent, **remeasure_info})
             if timing.discarded_iterations:  # a transient outlasted warmup: dropped, not hidden
                 result.info["drift_discarded_runs"] = timing.discarded_iterations
+            start = time.perf_counter()
             if case.scope == "compute" and (case.device == "cuda" or self.session.pipelines):
                 median = statistics.median(timing.samples_ms)
                 result.pipelined_ips = pipelined_throughput(
                     lambda: self.session.launch(placed), lambda: self.session.run(placed),
                     case.batch_size, median)
+            # The extras after the timed loop, apart: harness time the split can name
+            spent["pipelined"] = time.perf_counter() - start
+            start = time.perf_counter()
             for reading in self.probes.readings(ctx):
                 result.measured.update(reading.fields)
                 result.warnings += reading.warnings
                 result.info.update(reading.info)
+            spent["probes"] = time.perf_counter() - start
             result.warnings += self.probes.warnings
             images = self.batches.images
             if images is not None and images.skipped:
