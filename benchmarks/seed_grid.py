@@ -16,6 +16,11 @@ call, because a device command is capped at 10 minutes; the phases share DIR:
   path's, the ratio, and how many agree within 3%.
 Targets (issue 16): cold <= 300 s, warm <= 120 s, measuring >= 50% of the warm wall time.
 Each phase's wall time is the `infersweep run` process's, start to exit, measured here.
+
+A device command is capped at 10 minutes: ``--limit S`` (default 560) interrupts the run at S
+seconds as Ctrl-C would (the finished cases stay, the reports are written), and ``--resume``
+continues an interrupted phase in the next command (the run directory and the cache are kept;
+the phase's wall time is the sum of its commands').
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,25 +43,40 @@ AGREE = 0.03
 TARGETS = {"cold": 300.0, "warm": 120.0}
 
 
-def run_phase(root: Path, phase: str, extra: list[str]) -> None:
+def run_phase(root: Path, phase: str, extra: list[str], limit_s: float, resume: bool) -> None:
     cache = root / "cache"
     out = root / phase
-    if phase == "cold" and cache.exists():
-        shutil.rmtree(cache)
-    if out.exists():
-        shutil.rmtree(out)
+    wall_file = root / f"{phase}.wall"
+    before = json.loads(wall_file.read_text()) if resume and wall_file.exists() else None
+    if before is None:
+        if phase == "cold" and cache.exists():
+            shutil.rmtree(cache)
+        if out.exists():
+            shutil.rmtree(out)
     env = {**os.environ, "INFERSWEEP_CACHE": str(cache)}
     flags = ["--worker-per-group"] if phase == "old" else []
     cmd = [sys.executable, "-m", "infersweep", "run", *GRID, "--out", str(out), *flags, *extra]
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-    wall = time.monotonic() - start
-    (root / f"{phase}.log").write_text(proc.stdout)
-    (root / f"{phase}.wall").write_text(json.dumps({"wall_s": wall, "rc": proc.returncode,
-                                                    "cmd": cmd}))
-    print(f"{phase}: exit {proc.returncode} in {wall:.1f} s; last lines:")
-    print("\n".join(proc.stdout.strip().splitlines()[-4:]))
+    with open(root / f"{phase}.log", "a" if before else "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        interrupted = False
+        try:
+            proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:  # as Ctrl-C: finished cases stay, reports written
+            interrupted = True
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    wall = time.monotonic() - start + (before["wall_s"] if before else 0.0)
+    commands = (before["commands"] if before else 0) + 1
+    wall_file.write_text(json.dumps({"wall_s": wall, "rc": proc.returncode, "cmd": cmd,
+                                     "interrupted": interrupted, "commands": commands}))
+    print(f"{phase}: exit {proc.returncode} in {wall:.1f} s over {commands} command(s)"
+          f"{'; interrupted at --limit, resume with --resume' if interrupted else ''}; last lines:")
+    print("\n".join((root / f"{phase}.log").read_text().strip().splitlines()[-4:]))
 
 
 def rows(root: Path, phase: str) -> dict[str, dict]:
@@ -65,19 +86,30 @@ def rows(root: Path, phase: str) -> dict[str, dict]:
 
 def split(root: Path, phase: str) -> dict:
     """Wall time of the phase and where it went, from the rows it wrote."""
-    wall = json.loads((root / f"{phase}.wall").read_text())["wall_s"]
-    measuring = setup = 0.0
+    record = json.loads((root / f"{phase}.wall").read_text())
+    wall = record["wall_s"]
+    measuring = setup = pipelined = probes = 0.0
     ok = 0
+    workers = set()
     for r in rows(root, phase).values():
         setup += r.get("setup_s") or 0.0
+        spent = (r.get("info") or {}).get("spent_s") or {}
+        pipelined += spent.get("pipelined", 0.0)
+        probes += spent.get("probes", 0.0)
+        workers.add((r.get("info") or {}).get("worker_pid"))
         if r["status"] != "ok":
             continue
         ok += 1
+        if "measuring" in spent:  # the worker's own account: re-measures and drift included
+            measuring += spent["measuring"]
+            continue
         timed_ms = (r["iterations"] or 0) * (r["latency_ms_mean"] or 0.0)
         warmup_ms = (r.get("info") or {}).get("warmup_ms") or 0.0
         measuring += (timed_ms + warmup_ms + (r.get("first_iter_ms") or 0.0)) / 1000
     return {"wall": wall, "measuring": measuring, "setup": setup,
-            "harness": wall - measuring - setup, "ok": ok}
+            "harness": wall - measuring - setup, "ok": ok, "pipelined": pipelined,
+            "probes": probes, "workers": len(workers - {None}),
+            "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
 
 
 def label(r: dict) -> str:
@@ -92,12 +124,17 @@ def report(root: Path) -> int:
             continue
         s = split(root, phase)
         target = TARGETS.get(phase)
-        verdict = "" if target is None else (
+        verdict = "" if target is None or s["interrupted"] else (
             f"  target <= {target:.0f} s: {'MET' if s['wall'] <= target else 'MISSED'}")
         print(f"{phase:>5}: {s['ok']} ok, wall {s['wall']:6.1f} s = measuring "
               f"{s['measuring']:6.1f} s ({100 * s['measuring'] / s['wall']:4.1f}%), setup "
               f"{s['setup']:6.1f} s ({100 * s['setup'] / s['wall']:4.1f}%), harness "
               f"{s['harness']:6.1f} s ({100 * s['harness'] / s['wall']:4.1f}%){verdict}")
+        if s["interrupted"]:
+            print(f"       INTERRUPTED at --limit after {s['commands']} command(s): "
+                  f"{s['ok']} of 72 cases ok; resume with --resume")
+        print(f"       harness includes: {s['workers']} worker processes, pipelined throughput "
+              f"{s['pipelined']:.1f} s, probes after the timed loop {s['probes']:.1f} s")
     if not all((root / p / "results.json").exists() for p in ("warm", "old")):
         return 1
     warm, old = rows(root, "warm"), rows(root, "old")
@@ -123,11 +160,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--phase", choices=("cold", "warm", "old", "report"), required=True)
+    parser.add_argument("--limit", type=float, default=560.0,
+                        help="interrupt the run after this many seconds (as Ctrl-C)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted phase: keep its run directory and cache")
     args, extra = parser.parse_known_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.phase == "report":
         return report(args.root)
-    run_phase(args.root, args.phase, extra)
+    run_phase(args.root, args.phase, extra, args.limit, args.resume)
     return 0
 
 
