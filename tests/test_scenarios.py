@@ -276,3 +276,72 @@ def test_a_search_trial_holds_the_requests_a_valid_pass_needs_and_a_fixed_rate_r
     # a larger minimum of the user's is kept
     many = MeasureSettings(server_min_duration_s=1.0, server_min_requests=2000)
     assert trial_schedule(20.0, 0, many, searching=True).count == 2000
+
+
+# --- the batches the server runs -----------------------------------------------------------
+
+class CountingSession:
+    """Places, refills and runs, counting each: the server's use of a session."""
+
+    def __init__(self):
+        self.placed: list[int] = []
+        self.refilled: list[int] = []
+
+    def place(self, batch):
+        self.placed.append(len(batch))
+        return [batch.copy()]
+
+    def refill(self, placed, batch):
+        self.refilled.append(len(batch))
+        placed[0][...] = batch
+        return placed
+
+    def specialize(self, placed):
+        pass
+
+    def run(self, placed):
+        return placed[0].sum()
+
+    def fetch(self, output):
+        return output
+
+
+def test_the_server_places_each_batch_size_once_and_refills_it_per_batch():
+    """A real server allocates its input buffers once: a new device buffer per batch (an ONNX
+    Runtime OrtValue is a cudaMalloc and a cudaFree) would be charged to every request."""
+    from infersweep.run.serve import BatchRunner, warm_up_sizes
+
+    host = {n: np.full((n, 3, 4, 4), n, np.float32) for n in (1, 2, 3)}
+    session = CountingSession()
+    runner = BatchRunner(session, host)
+    assert sorted(warm_up_sizes(runner)) == [1, 2, 3]
+    assert session.placed == [1, 2, 3]  # in setup, once per size
+    for n in (3, 1, 3):
+        assert runner(n) == host[n].sum()
+    assert session.placed == [1, 2, 3]
+    assert session.refilled == [1] * 5 + [2] * 5 + [3] * 5 + [3, 1, 3]
+
+
+def test_torch_refills_the_tensor_it_placed(tmp_path):
+    import torch
+
+    from infersweep.artefacts.cache import ArtifactCache
+    from infersweep.artefacts.models import ModelSource
+    from infersweep.backends import get_backend
+
+    (tmp_path / "fac.py").write_text(
+        "import torch.nn as nn\n\ndef tiny(image_size):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n")
+    case = Case(str(tmp_path / "fac.py") + ":tiny", "random(seed=0)", "torch", "cpu", "fp32",
+                8, 2, "synthetic", options="channels_last=true")
+    session = get_backend("torch").prepare(
+        ModelSource(case.model, case.weights, 0, None, 8), case, ArtifactCache(tmp_path / "c"))
+    first, second = np.zeros((2, 3, 8, 8), np.float32), np.ones((2, 3, 8, 8), np.float32)
+    placed = session.place(first)
+    pointer = placed.data_ptr()
+    again = session.refill(placed, second)
+    assert again is placed and placed.data_ptr() == pointer
+    assert placed.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(placed, torch.ones(2, 3, 8, 8))
+    np.testing.assert_array_equal(session.fetch(session.run(again)),
+                                  session.fetch(session.run(session.place(second))))

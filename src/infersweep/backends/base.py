@@ -44,6 +44,12 @@ class Session:
     def place(self, batch: np.ndarray) -> Any:
         raise NotImplementedError
 
+    def refill(self, placed: Any, batch: np.ndarray) -> Any:
+        """``batch`` (the shape ``placed`` was made for) where ``placed`` lives, for the next
+        run: a server copies each request batch into input buffers it allocated once. By
+        default a fresh ``place``; device backends copy into the buffer they have."""
+        return self.place(batch)
+
     def specialize(self, placed: Any) -> None:
         """Compile or tune for this input shape; timed as setup, never as latency."""
 

@@ -117,6 +117,11 @@ class OrtCudaSession(Session):
         binding.bind_ortvalue_output(self.session.get_outputs()[0].name, y)
         return binding, x, y  # keep x and y alive as long as the binding
 
+    def refill(self, placed, batch: np.ndarray):
+        # New OrtValues per batch would cudaMalloc and cudaFree (a device-wide sync) each time
+        placed[1].update_inplace(np.ascontiguousarray(batch, dtype=self.dtype))
+        return placed
+
     def launch(self, placed):
         binding, _, y = placed
         self.session.run_with_iobinding(binding, self.async_options)

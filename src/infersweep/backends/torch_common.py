@@ -87,6 +87,13 @@ class TorchSession(Session):
             self.torch.cuda.synchronize()
         return x
 
+    def refill(self, placed, batch: np.ndarray):
+        # copy_ converts dtype and memory format on the way, into the tensor run before
+        placed.copy_(self.torch.from_numpy(np.ascontiguousarray(batch)))
+        if self.is_cuda:
+            self.torch.cuda.synchronize()
+        return placed
+
     def forward(self, x):
         return self.model(x)
 

@@ -2,10 +2,12 @@
 
 Called by ``GroupRunner.run_case`` for a case whose scenario is ``server(...)``; it uses the
 group's prepared session like any case of the group. The request's image is on the host: each
-batch is placed, run and fetched inside the loop (the result on the host), so the latency a
-request sees includes the copies a real server pays. Every batch size the batcher may form
-(1..max_batch) is specialised and run in setup, never in the measured run; a session that cannot
-take one of them (an ONNX file with a fixed batch) makes the case ``unsupported``.
+batch is copied into the input buffer of its size, run and fetched inside the loop (the result
+on the host), so the latency a request sees includes the copies a real server pays, and not the
+allocations it does not (a server allocates its buffers once). Every batch size the batcher may
+form (1..max_batch) is placed, specialised and run in setup, never in the measured run; a
+session that cannot take one of them (an ONNX file with a fixed batch) makes the case
+``unsupported``.
 """
 
 from __future__ import annotations
@@ -63,16 +65,31 @@ class Unsupported(Exception):
     """The session cannot run a batch size the batcher may form."""
 
 
-def warm_up_sizes(session, host: dict) -> dict[int, float]:
-    """Specialise and run every batch size; the fastest ms of each size's warm runs."""
+class BatchRunner:
+    """Runs a batch of n requests as the server does: the host batch copied into the input
+    buffer of its size (placed once, in warmup), run, and the result fetched to the host."""
+
+    def __init__(self, session, host: dict):
+        self.session, self.host = session, host
+        self.placed: dict[int, object] = {}
+
+    def __call__(self, n: int):
+        s = self.session
+        return s.fetch(s.run(s.refill(self.placed[n], self.host[n])))
+
+
+def warm_up_sizes(runner: BatchRunner) -> dict[int, float]:
+    """Place, specialise and run every batch size; the fastest ms of each size's warm runs."""
     service = {}
-    for size, batch in host.items():
+    session = runner.session
+    for size, batch in runner.host.items():
         try:
-            session.specialize(session.place(batch))
+            runner.placed[size] = session.place(batch)
+            session.specialize(runner.placed[size])
             times = []
             for _ in range(WARMUP_RUNS):
                 start = time.perf_counter()
-                session.fetch(session.run(session.place(batch)))
+                runner(size)
                 times.append((time.perf_counter() - start) * 1e3)
         except Exception as exc:
             if size == max(host):
@@ -112,16 +129,14 @@ def _serve_case(runner, ctx, case: Case) -> Result:
     batches = runner.batch_source(case)
     host = {b: batches.batch(b, case.image_size) for b in range(1, server.max_batch + 1)}
     start = time.perf_counter()
-    service_ms = warm_up_sizes(session, host)
+    run_batch = BatchRunner(session, host)
+    service_ms = warm_up_sizes(run_batch)
     setup_s = runner.setup_s + (time.perf_counter() - start)
-    placed = session.place(host[server.max_batch])
+    placed = run_batch.placed[server.max_batch]
     ctx.session, ctx.batches, ctx.host_batch, ctx.placed = session, batches, host[
         server.max_batch], placed
     runner.probes.hook("before", ctx)
     runner.probes.hook("after_warmup", ctx)
-
-    def run_batch(n: int):
-        return session.fetch(session.run(session.place(host[n])))
 
     rules = ServerRules(settings.server_min_duration_s, settings.server_min_requests,
                         server.p99_ms)
