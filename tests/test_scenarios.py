@@ -345,3 +345,22 @@ def test_torch_refills_the_tensor_it_placed(tmp_path):
     assert torch.equal(placed, torch.ones(2, 3, 8, 8))
     np.testing.assert_array_equal(session.fetch(session.run(again)),
                                   session.fetch(session.run(session.place(second))))
+
+
+def test_a_size_below_the_case_batch_that_fails_is_unsupported_and_the_case_batch_failing_raises():
+    from infersweep.run.serve import BatchRunner, Unsupported, warm_up_sizes
+
+    class FailsAt(CountingSession):
+        def __init__(self, size):
+            super().__init__()
+            self.size = size
+
+        def specialize(self, placed):
+            if len(placed[0]) == self.size:
+                raise RuntimeError(f"fixed batch: got {self.size}")
+
+    host = {n: np.ones((n, 3, 4, 4), np.float32) for n in (1, 2, 3)}
+    with pytest.raises(Unsupported, match="cannot run a batch of 2, which the batcher may form: "):
+        warm_up_sizes(BatchRunner(FailsAt(2), host))
+    with pytest.raises(RuntimeError, match="fixed batch: got 3"):
+        warm_up_sizes(BatchRunner(FailsAt(3), host))

@@ -92,7 +92,7 @@ def warm_up_sizes(runner: BatchRunner) -> dict[int, float]:
                 runner(size)
                 times.append((time.perf_counter() - start) * 1e3)
         except Exception as exc:
-            if size == max(host):
+            if size == max(runner.host):
                 raise  # the case's own batch size failed: a failure, not a limit of the session
             raise Unsupported(f"the session cannot run a batch of {size}, which the batcher "
                               f"may form: {short_reason(exc)}") from exc
