@@ -214,7 +214,7 @@ def test_an_fp16_export_that_is_not_float16_is_refused(tmp_path, monkeypatch):
 
 # --- peak FLOP/s ------------------------------------------------------------------------------
 
-def test_cpu_peak_is_within_30_percent_of_a_matmul_of_known_flops_timed_here():
+def test_cpu_peak_is_within_a_factor_of_a_matmul_of_known_flops_timed_here():
     n = 2048  # the size measure_matmul_tflops uses on the CPU
     a, b = torch.randn(n, n), torch.randn(n, n)
 
@@ -233,7 +233,10 @@ def test_cpu_peak_is_within_30_percent_of_a_matmul_of_known_flops_timed_here():
     for _ in range(3):
         reference = max(reference, best_rate(0.5))
         measured = max(measured, peaks.measure_matmul_tflops("cpu", "fp32", seconds=0.5))
-    assert 0.7 < measured / reference < 1.3, (measured, reference)
+    # What can go wrong is a FLOP count off by a factor (2 per multiply-add, n^3 of them): a
+    # factor of 2 lands at 0.5 or 2. Within 30%, the 2-core VM's own drift failed it (1.32 in a
+    # full-suite run), so the band is 0.6-1.6: still far from any factor.
+    assert 0.6 < measured / reference < 1.6, (measured, reference)
 
 
 def test_peak_counts_two_flops_per_multiply_add_on_a_fake_clock(monkeypatch):
