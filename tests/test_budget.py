@@ -141,3 +141,17 @@ def test_run_measures_with_the_timing_the_budget_chose(tmp_path, own_history):
     rows = json.loads((out / "results.json").read_text())["results"]
     assert [r["info"]["settings"] for r in rows] == [asdict(plan.settings)] * 2
     assert plan.settings.min_time_s < MeasureSettings().min_time_s  # the budget did choose
+
+
+def test_worker_starts_are_counted_from_the_run_order_at_their_device_cost():
+    """The original grid on a GPU: 24 groups, but one long-lived worker per backend after the
+    scouts (grid/order.py): 5 worker starts at the GPU's cost, not 24 at the CPU's."""
+    grid = [Case("resnet18", "random(seed=0)", b, "cuda", p, size, n, "synthetic")
+            for b in ("torch", "torch-compile", "onnxruntime") for p in ("fp32", "fp16")
+            for size in (224, 256, 384, 512) for n in (16, 32, 64)]
+    plan = fit(36000, grid, 1, MeasureSettings(), (), {})
+    assert plan.groups == 24 and plan.starts == ("cuda",) * 5
+    # 5 s fixed + 5 x 10 s worker starts + 48 cases x 2 s + 24 torch-compile cases x 10 s
+    assert plan.overhead_s == 5 + 5 * 10 + 48 * 2 + 24 * 10
+    twice = fit(36000, grid, 2, MeasureSettings(), (), {})
+    assert twice.overhead_s == 5 + 2 * (5 * 10 + 48 * 2 + 24 * 10)  # each round starts anew

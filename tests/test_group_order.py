@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from infersweep.case import Case, group_cases
-from infersweep.sweep import order_groups
+from infersweep.grid.order import order_groups, worker_starts
 
 BACKENDS = ("torch", "torch-compile", "onnxruntime")
 
@@ -19,12 +19,18 @@ def _grid() -> list[list[Case]]:
 
 
 def _workers(order: list[list[Case]]) -> list[str]:
-    """The worker each group runs in, a new one at every change of (backend, device)."""
-    spawned: list[str] = []
-    for group in order:
-        if not spawned or spawned[-1] != group[0].backend:
-            spawned.append(group[0].backend)
-    return spawned
+    """The backend of each worker process the order starts."""
+    return [backend for backend, device in worker_starts(order)]
+
+
+def test_a_worker_starts_at_every_change_of_backend_or_device():
+    def group(backend, device):
+        return [Case("resnet18", "random(seed=0)", backend, device, "fp32", 32, 1, "synthetic")]
+
+    order = [group("torch", "cuda"), group("torch", "cuda"), group("torch", "cpu"),
+             group("onnxruntime", "cpu"), group("torch", "cpu")]
+    assert worker_starts(order) == [("torch", "cuda"), ("torch", "cpu"), ("onnxruntime", "cpu"),
+                                    ("torch", "cpu")]
 
 
 def test_a_new_run_scouts_every_combination_first_then_starts_each_worker_once():

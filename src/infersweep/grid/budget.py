@@ -2,7 +2,9 @@
 
 The estimate of a sweep, every worker process counted (--repeats N: N per case):
 - fixed: the parent's start, the plan, the final reports (SWEEP_FIXED_S);
-- per group: a worker's start, its interpreter and the runtime's imports (WORKER_START_S);
+- per worker process the run's group order starts (grid/order.py: one per change of backend or
+  device, and again in each --repeats round): its interpreter, the runtime's imports, a CUDA
+  context (WORKER_START_S);
 - per case: setup and harness: this machine's history where the case ran before (its wall time
   minus what it measured, results/history.py), else a stated default per backend and device;
 - per case: measuring, at most: the cold run, warmup to its cap, and the timed phase to its cap
@@ -32,12 +34,16 @@ import re
 from dataclasses import dataclass, replace
 
 from infersweep.case import Case, group_cases
+from infersweep.grid.order import order_groups, worker_starts
 from infersweep.measure.timing import MeasureSettings
 
 DEFAULTS = MeasureSettings()
 FLOOR_MIN_TIME_S, FLOOR_MAX_TIME_S, FLOOR_WARMUP_S = 0.1, 0.3, 0.2
 SWEEP_FIXED_S = 5.0  # parent start, validation, plan, final reports and plots
-WORKER_START_S = 3.0  # a new worker process: interpreter, torch and the runtime imported
+# A new worker process, to its first case: interpreter, torch and the runtime imported (CPU box);
+# on an H200 the gap before a new worker's first case was 5.7-13.3 s, median ~10.5 s (CUDA
+# context, NVML, the energy probe's idle reading; benchmarks/results/h200-seed_grid-cold-partial.log)
+WORKER_START_S = {"cpu": 3.0, "cuda": 10.0}
 # Setup and harness per case without history (model build, export, session, probes, storing):
 # measured on the 2-core CPU box (benchmarks/fast_loop.py: 0.6-1.2 s) and on an H200 (issue 16:
 # ONNX Runtime 4-5 s per group with exhaustive cuDNN search, torch-compile 7-14 s per case).
@@ -95,11 +101,13 @@ class BudgetPlan:
     repeats: int
     groups: int
     given: tuple[str, ...] = ()  # settings the user gave, kept as given
+    starts: tuple[str, ...] = ()  # the device of each worker process the run starts
 
     @property
     def overhead_s(self) -> float:
-        return SWEEP_FIXED_S + self.repeats * (WORKER_START_S * self.groups
-                                               + sum(c.overhead_s for c in self.costs))
+        workers = sum(WORKER_START_S.get(device, WORKER_START_S["cuda"])
+                      for device in self.starts)
+        return SWEEP_FIXED_S + self.repeats * (workers + sum(c.overhead_s for c in self.costs))
 
     @property
     def upper_s(self) -> float:
@@ -183,10 +191,13 @@ def fit(budget_s: float, cases: list[Case], repeats: int, current: MeasureSettin
     """The timing that fits ``cases`` (to run, ``repeats`` processes each) in ``budget_s``;
     BudgetError where even the floor does not. ``given``: the settings the user fixed."""
     costs = tuple(case_cost(c, history) for c in cases)
+    groups = group_cases(cases)
+    # Every combination counted as new: the order of a fresh run directory, the most starts
+    starts = tuple(device for _, device in worker_starts(order_groups(groups, set())))
 
     def plan(share_s: float) -> BudgetPlan:
         return BudgetPlan(budget_s, choose(share_s, current, given), costs, repeats,
-                          len(group_cases(cases)), given)
+                          len(groups), given, starts)
 
     if not cases:
         return BudgetPlan(budget_s, current, (), repeats, 0, given)
