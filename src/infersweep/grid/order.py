@@ -40,7 +40,8 @@ def order_groups(groups: list[list[Case]], proven: set[tuple]) -> list[list[Case
             combos.add(combo)
             scouts.append(group)
     scouts.sort(key=lambda g: rank[worker(g)])  # stable: cheapest first within a key
-    rest = [g for g in by_cost if not any(g is s for s in scouts)]
+    scouted = {id(g) for g in scouts}
+    rest = [g for g in by_cost if id(g) not in scouted]
     last = worker(scouts[-1]) if scouts else None
     rest.sort(key=lambda g: (worker(g) != last, rank[worker(g)]))
     return scouts + rest
