@@ -126,10 +126,8 @@ class Energy(Probe):
     columns = ENERGY_COLUMNS
 
     def __init__(self, nvml_loader=_import_pynvml, powercap: Path = POWERCAP,
-                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep,
-                 idle_cache: dict[str, float] | None = None):
+                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep):
         self.nvml_loader, self.powercap, self.idle_s = nvml_loader, powercap, idle_s
-        self.idle_cache = WORKER_IDLE_W if idle_cache is None else idle_cache
         self.clock, self.sleep = clock, sleep
         self.meter: NvmlEnergy | RaplEnergy | None = None
         self.unavailable = ""  # why there is no meter
@@ -144,13 +142,13 @@ class Energy(Probe):
             self.unavailable = found
             return
         self.meter = found
-        if found.source not in self.idle_cache:
+        if found.source not in WORKER_IDLE_W:
             # Idle: no model yet, nothing of ours on the device (the worker's first group).
             before, t0 = self.meter.read(), self.clock()
             self.sleep(self.idle_s)
             after, t1 = self.meter.read(), self.clock()
-            self.idle_cache[found.source] = self.meter.joules(before, after) / (t1 - t0)
-        self.idle_w = self.idle_cache[found.source]
+            WORKER_IDLE_W[found.source] = self.meter.joules(before, after) / (t1 - t0)
+        self.idle_w = WORKER_IDLE_W[found.source]
 
     def after_warmup(self, ctx: ProbeContext) -> None:
         self.stop = None
