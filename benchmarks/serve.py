@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve.py [--p99-ms 20] [--max-batch 1,8] [--duration 2]
         [--backends torch,onnxruntime] [--devices cpu] [--precisions fp32] [--sizes 64]
+        [--pad-batches]
 
 The defaults are the CPU case (resnet18 at 64 px, torch and onnxruntime); on a GPU, e.g.
 ``--devices cuda --precisions fp16 --sizes 224 --backends torch,torch-compile,onnxruntime``.
@@ -60,7 +61,8 @@ def sweep(args) -> None:
                "--sizes", args.sizes, "--scenarios", "server", "--find-max-qps",
                "--p99-ms", str(args.p99_ms), "--max-batch", args.max_batch,
                "--max-delay-ms", args.max_delay_ms, "--server-min-duration", str(args.duration),
-               "--server-min-requests", "100", "--qps-resolution", "0.05", "--out", str(out)]
+               "--server-min-requests", "100", "--qps-resolution", "0.05", "--out", str(out),
+               *(["--pad-batches"] if args.pad_batches else [])]
     print("    " + " ".join(command[1:]) + "\n")
     start = time.perf_counter()
     path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
@@ -87,6 +89,8 @@ def main() -> None:
     parser.add_argument("--devices", default="cpu")
     parser.add_argument("--precisions", default="fp32")
     parser.add_argument("--sizes", default="64")
+    parser.add_argument("--pad-batches", action="store_true",
+                        help="run every batch at --max-batch (one input shape)")
     parser.add_argument("--out", type=Path, help="run directory (default: a temporary one)")
     parser.add_argument("--overhead-rates", default="1000,10000,50000")
     parser.add_argument("--skip-sweep", action="store_true")

@@ -11,6 +11,7 @@ import pytest
 from infersweep.case import Case, scenario_parts, scenario_text
 from infersweep.measure.arrivals import poisson_schedule
 from infersweep.measure.batcher import Batcher
+from infersweep.grid.values import SpecError
 from infersweep.measure.maxqps import find_max_qps
 from infersweep.measure.server import (ServerRules, ServerSummary, early_stopping_minimum,
                                        early_stopping_ok, serve, summarize_run)
@@ -364,3 +365,72 @@ def test_a_size_below_the_case_batch_that_fails_is_unsupported_and_the_case_batc
         warm_up_sizes(BatchRunner(FailsAt(2), host))
     with pytest.raises(RuntimeError, match="fixed batch: got 3"):
         warm_up_sizes(BatchRunner(FailsAt(3), host))
+
+
+class SwitchCostSession(CountingSession):
+    """Runs in 1 ms, but 30 ms when the batch size differs from the last run's: ONNX Runtime's
+    CUDA provider since 1.20 re-plans its cuDNN convolutions on every change of input shape."""
+
+    def __init__(self, switch_s=0.03):
+        super().__init__()
+        self.switch_s, self.last = switch_s, None
+
+    def run(self, placed):
+        size = len(placed[0])
+        time.sleep(self.switch_s if self.last not in (None, size) else 0.001)
+        self.last = size
+        return placed[0].sum()
+
+
+def test_a_costly_change_of_batch_size_is_measured_in_setup_and_named():
+    from infersweep.run.serve import BatchRunner, shape_switch, warm_up_sizes
+
+    host = {n: np.ones((n, 3, 4, 4), np.float32) for n in (1, 2, 4)}
+    costly = BatchRunner(SwitchCostSession(), host)
+    warm_up_sizes(costly)
+    switch_ms, warning = shape_switch(costly)
+    assert 20 < switch_ms < 60
+    assert "a change of batch size costs" in warning and "--pad-batches" in warning
+    steady = BatchRunner(SwitchCostSession(switch_s=0.001), host)
+    warm_up_sizes(steady)
+    switch_ms, warning = shape_switch(steady)
+    assert switch_ms < 5 and warning is None
+    # one batch size (max_batch 1, or padded batches): there is no change to measure
+    single = BatchRunner(SwitchCostSession(), {1: host[1]})
+    warm_up_sizes(single)
+    assert shape_switch(single) == (None, None)
+
+
+def test_padded_batches_place_and_run_only_the_max_batch():
+    """--pad-batches: every batch the batcher forms runs as one of max_batch (the rest of the
+    buffer is padding), as a server with one static input shape does: one shape to warm, plan
+    or compile, never a change of shape."""
+    from infersweep.run.serve import BatchRunner, shape_switch, warm_up_sizes
+
+    host = {n: np.full((n, 3, 4, 4), n, np.float32) for n in (1, 2, 3)}
+    session = SwitchCostSession()
+    runner = BatchRunner(session, host, pad=True)
+    assert sorted(warm_up_sizes(runner)) == [3]
+    assert session.placed == [3]
+    for n in (1, 2, 3, 1):
+        assert runner(n) == host[3].sum()
+    assert session.placed == [3] and session.refilled == [3] * 9
+    assert shape_switch(runner) == (None, None)
+
+
+def test_pad_batches_is_a_server_key_in_the_scenario_only_when_asked():
+    from infersweep.grid.spec import build_spec
+
+    base = {"backends": "torch", "devices": "cpu", "scenarios": "server", "qps": "10",
+            "max_batch": "4"}
+    plain = build_spec(base, gpus_visible=0)
+    padded = build_spec({**base, "pad_batches": True}, gpus_visible=0)
+    assert plain.scenario_points() == [("server(max_batch=4,max_delay_ms=2,qps=10)", (4,))]
+    assert padded.scenario_points() == [
+        ("server(max_batch=4,max_delay_ms=2,pad_batches=true,qps=10)", (4,))]
+    from infersweep.run.serve import ServerCase
+
+    assert ServerCase.of(Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 64, 4,
+                              "synthetic", scenario=padded.scenario_points()[0][0])).pad
+    with pytest.raises(SpecError, match="pad_batches: only for the server scenario"):
+        build_spec({"backends": "torch", "devices": "cpu", "pad_batches": True}, gpus_visible=0)

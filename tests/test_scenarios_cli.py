@@ -103,6 +103,9 @@ def test_server_scenario_runs_end_to_end(tmp_path):
                                 "count": int(row["requests"])}
     assert len(info["request_latencies_ms"]) == int(row["requests"])
     assert sorted(info["service_ms_by_batch"]) == ["1", "2", "3", "4"]
+    # fault-ok sleeps the same for every size: a change of size measured, costing nothing
+    assert 0 <= info["shape_switch_ms"] < 1.0
+    assert not any("a change of batch size" in w for w in data["results"][0]["warnings"])
     report = (out / "report.md").read_text()
     assert "### Server runs at a fixed rate" in report
     assert (out / "plots" / "p99_vs_qps.png").exists()
@@ -113,13 +116,33 @@ def test_server_scenario_runs_end_to_end(tmp_path):
     assert stored.process_medians_ms == [pytest.approx(p50, abs=1e-9)]
 
 
+def test_padded_server_runs_one_batch_size(tmp_path):
+    out = tmp_path / "run"
+    proc = cli("run", "--backends", "fault-ok", "--sizes", "32", "--scenarios", "server",
+               "--qps", "150", "--max-batch", "4", "--pad-batches", "--server-min-duration",
+               "0.5", "--server-min-requests", "60", "--out", out, *FAST, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["scenario"] == "server(max_batch=4,max_delay_ms=2,pad_batches=true,qps=150)"
+    assert row["status"] == "ok", row["reason"]
+    assert list(row["info"]["service_ms_by_batch"]) == ["4"]
+    assert row["info"]["shape_switch_ms"] is None
+    # serving is measuring in the run's time split: at least the 0.5 s of arrivals
+    assert row["info"]["spent_s"]["measuring"] >= 0.5
+    assert "measuring 0.0 s" not in proc.stdout
+    assert 1.0 <= row["mean_batch"] <= 4.0  # the batches formed; each ran padded to 4
+
+
 @pytest.mark.gpu
 def test_server_scenario_on_cuda_batches_placed_requests(tmp_path):
-    """On the GPU each batch is placed on the device, run, synchronized and fetched in the loop."""
+    """On the GPU each batch is placed on the device, run, synchronized and fetched in the loop.
+    Padded to one shape: unpadded, ONNX Runtime CUDA re-plans at every change of batch size
+    (75-600 ms each on an H200) and kept up with 180 of 300 QPS."""
     out = tmp_path / "run"
     proc = cli("run", "--backends", "torch,onnxruntime", "--devices", "cuda", "--precisions",
                "fp16", "--sizes", "32", "--scenarios", "server", "--qps", "300", "--max-batch",
-               "8", "--server-min-duration", "1", "--server-min-requests", "300", "--out", out,
+               "8", "--pad-batches", "--server-min-duration", "1", "--server-min-requests", "300",
+               "--out", out,
                *FAST, timeout=600)
     assert proc.returncode == 0, proc.stderr
     with open(out / "results.csv", newline="") as f:

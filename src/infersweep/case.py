@@ -106,6 +106,8 @@ def scenario_text(name: str, params: Mapping | None = None) -> str:
 
 
 def _number_text(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -102,6 +102,9 @@ FLAGS = (
             "server: longest waits for a batch to fill, comma list (default: 2)"),
     _option("find_max_qps", bool, "server: search the highest rate whose p99 stays under "
                                   "--p99-ms", default=False),
+    _option("pad_batches", bool, "server: run every batch the batcher forms at --max-batch, "
+            "padded (one input shape: no re-planning or recompiling when the size changes)",
+            default=False),
     _option("p99_ms", float, "server: p99 request-latency bound in ms"),
     _option("server_min_duration", float,
             "server: seconds of arrivals per run at least (default: 10, LoadGen's)"),
@@ -158,7 +161,7 @@ class SweepArgs:
             for backend, values in flag_options.items():
                 options.setdefault(backend, {}).update(values)
         flags["out"] = str(flags["out"]) if flags.get("out") else None
-        for switch in ("quick", "find_max_qps", "worker_per_group"):  # a flag can only turn it on
+        for switch in ("quick", "find_max_qps", "pad_batches", "worker_per_group"):  # a flag can only turn it on
             flags[switch] = True if flags.get(switch) else None
         raw.update({k: v for k, v in flags.items() if v is not None})
         if options is not None:

@@ -14,6 +14,7 @@ SCENARIO_KEYS = {
     "max_batch": "server: largest batch the batcher forms (default: 8)",
     "max_delay_ms": "server: longest a request waits for its batch to fill (default: 2)",
     "find_max_qps": "server: search the highest rate whose p99 stays under p99_ms",
+    "pad_batches": "server: run every batch the batcher forms at max_batch (padded): one shape",
     "p99_ms": "server: the p99 request-latency bound",
     "server_min_duration": "server: seconds of arrivals per run at least (default: 10)",
     "server_min_requests": "server: requests per run at least (default: 100)",
@@ -21,7 +22,7 @@ SCENARIO_KEYS = {
 }
 # --scenarios names; "fixed" is today's fixed-batch measurement (the case's scenario "").
 SCENARIO_NAMES = {"fixed": "", **{name: name for name in SCENARIOS}}
-SERVER_KEYS = ("qps", "max_batch", "max_delay_ms", "find_max_qps", "p99_ms",
+SERVER_KEYS = ("qps", "max_batch", "max_delay_ms", "find_max_qps", "pad_batches", "p99_ms",
                "server_min_duration", "server_min_requests", "qps_resolution")
 
 
@@ -52,6 +53,10 @@ def scenario_values(raw: dict) -> tuple[dict, dict]:
         values["find_max_qps"] = True
     elif raw.get("find_max_qps") not in (None, False, "false", "0"):
         raise SpecError(f"find_max_qps: {raw['find_max_qps']!r} is not true or false")
+    if raw.get("pad_batches") in (True, "true", "1"):
+        values["pad_batches"] = True
+    elif raw.get("pad_batches") not in (None, False, "false", "0"):
+        raise SpecError(f"pad_batches: {raw['pad_batches']!r} is not true or false")
     if values.get("find_max_qps") and values.get("qps"):
         raise SpecError("qps and find_max_qps: give one (the search finds the rate itself)")
     if values.get("find_max_qps") and "p99_ms" not in values:

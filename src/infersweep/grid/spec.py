@@ -131,6 +131,7 @@ class Spec:
     max_batches: tuple[int, ...] = (8,)
     max_delays_ms: tuple[float, ...] = (2.0,)
     find_max_qps: bool = False
+    pad_batches: bool = False  # in the scenario string only when set: earlier ids are kept
     p99_ms: float | None = None
 
     def scenario_points(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -145,6 +146,8 @@ class Spec:
             for max_batch, delay, qps in product(self.max_batches, self.max_delays_ms,
                                                  (None,) if self.find_max_qps else self.qps):
                 params = {"max_batch": max_batch, "max_delay_ms": delay, **bound}
+                if self.pad_batches:
+                    params["pad_batches"] = True
                 if qps is not None:
                     params["qps"] = qps
                 points.append((scenario_text("server", params), (max_batch,)))
