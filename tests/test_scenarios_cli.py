@@ -108,6 +108,9 @@ def test_server_scenario_runs_end_to_end(tmp_path):
     assert not any("a change of batch size" in w for w in data["results"][0]["warnings"])
     report = (out / "report.md").read_text()
     assert "### Server runs at a fixed rate" in report
+    # a sweep of server cases only: nothing to rank by fixed-batch latency, and it says why
+    assert "No fixed-batch figure to rank: the 1 server case(s) that ran are under Scenarios" \
+        in report and "No case ran successfully" not in report
     assert (out / "plots" / "p99_vs_qps.png").exists()
     assert "<h2>Scenarios</h2>" in (out / "report.html").read_text()
     # one process measured it, its median the requests': a resumed run counts it as done

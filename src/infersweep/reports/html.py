@@ -125,7 +125,7 @@ def summary_html(summary: Summary) -> str:
               ", ".join(map(str, c.batches)), str(c.optimal_batch), f"{c.best_ips:.1f} img/s",
               escape(c.verdict)] for c in summary.curves]))
     else:
-        parts.append("<p>No case ran successfully.</p>")
+        parts.append(f"<p>{escape(summary.without_fastest)}</p>")
     return "".join(parts) + "</section>"
 
 

@@ -263,13 +263,26 @@ class Summary:
     curves: list[BatchCurve]
     varying: set[str]
     baseline: str
+    # Said in place of the tables where no case has a fixed-batch figure to rank.
+    without_fastest: str = "No case ran successfully."
 
 
 def build_summary(rows: list[dict], env: dict, baseline: str,
                   baseline_ok: bool | None = None) -> Summary:
     found, missing = speedup_findings(rows, baseline, env, baseline_ok)
     return Summary(environment_lines(env), [c.sentence(env) for c in found] + missing,
-                   fastest_configs(rows), batch_curves(rows), varying_fields(rows), baseline)
+                   fastest_configs(rows), batch_curves(rows), varying_fields(rows), baseline,
+                   _without_fastest(rows))
+
+
+def _without_fastest(rows: list[dict]) -> str:
+    """A sweep of server cases only ran fine but has no latency of a fixed batch to rank."""
+    served = sum(1 for r in rows if r.get("status") == "ok"
+                 and str(r.get("scenario") or "").startswith("server"))
+    if served:
+        return (f"No fixed-batch figure to rank: the {served} server case(s) that ran are under "
+                "Scenarios.")
+    return "No case ran successfully."
 
 
 def markdown_lines(summary: Summary) -> list[str]:
@@ -277,7 +290,7 @@ def markdown_lines(summary: Summary) -> list[str]:
     lines += [f"- {label}: {value}" for label, value in summary.environment]
     lines += [""] + [f"{s}\n" for s in summary.sentences]
     if not summary.fastest:
-        return lines + ["No case ran successfully.", ""]
+        return lines + [summary.without_fastest, ""]
     show_data = "data" in summary.varying
     lines += ["### Fastest configuration", "",
               "Per device, precision and image size: images/s at different sizes are different "
