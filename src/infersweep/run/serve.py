@@ -132,14 +132,16 @@ def shape_switch(runner: BatchRunner) -> tuple[float | None, str | None]:
     if len(sizes) < 2:
         return None, None
     small, large = sizes[0], sizes[-1]
-    excess = []
+    excess, large_again = [], []
     for i in range(SWITCH_RUNS):
         size = small if i % 2 == 0 else large
         changed = _timed_ms(runner, size)
         again = _timed_ms(runner, size)
         excess.append(changed - again)
+        if size == large:
+            large_again.append(again)
     switch_ms = max(0.0, float(statistics.median(excess)))
-    steady_large = _timed_ms(runner, large)
+    steady_large = float(statistics.median(large_again))
     if switch_ms < max(SWITCH_WARN_MS, steady_large / 2):
         return switch_ms, None
     return switch_ms, (
