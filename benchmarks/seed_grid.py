@@ -94,8 +94,11 @@ def split(root: Path, phase: str) -> dict:
     measuring = setup = pipelined = probes = 0.0
     ok = 0
     workers = set()
+    starts: dict[str, float] = {}  # the workers' starts, summed (info.worker_start_s)
     for r in rows(root, phase).values():
         setup += r.get("setup_s") or 0.0
+        for part, seconds in ((r.get("info") or {}).get("worker_start_s") or {}).items():
+            starts[part] = starts.get(part, 0.0) + seconds
         spent = (r.get("info") or {}).get("spent_s") or {}
         pipelined += spent.get("pipelined", 0.0)
         probes += spent.get("probes", 0.0)
@@ -111,7 +114,7 @@ def split(root: Path, phase: str) -> dict:
         measuring += (timed_ms + warmup_ms + (r.get("first_iter_ms") or 0.0)) / 1000
     return {"wall": wall, "measuring": measuring, "setup": setup,
             "harness": wall - measuring - setup, "ok": ok, "pipelined": pipelined,
-            "probes": probes, "workers": len(workers - {None}),
+            "probes": probes, "workers": len(workers - {None}), "starts": starts,
             "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
 
 
@@ -138,6 +141,12 @@ def report(root: Path) -> int:
                   f"{s['ok']} of 72 cases ok; resume with --resume")
         print(f"       harness includes: {s['workers']} worker processes, pipelined throughput "
               f"{s['pipelined']:.1f} s, probes after the timed loop {s['probes']:.1f} s")
+        if s["starts"]:  # rows of a tree that records them
+            t = s["starts"]
+            print(f"       worker starts: spawn to first case {t.get('to_first_case', 0):.1f} s "
+                  f"(interpreter and imports {t.get('imports', 0):.1f} s, first runner "
+                  f"{t.get('runner', 0):.1f} s), closing the worker before "
+                  f"{t.get('close_previous', 0):.1f} s")
     if not all((root / p / "results.json").exists() for p in ("warm", "old")):
         return 1
     warm, old = rows(root, "warm"), rows(root, "old")

@@ -8,6 +8,7 @@ the case in flight is charged and the rest of the group goes on in a fresh worke
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import resource
@@ -78,12 +79,19 @@ class FaultSession(Session):
 
 
 
+# fault-slow-exit: a worker that served it takes this long to exit (a runtime's teardown)
+SLOW_EXIT_S = float(os.environ.get("INFERSWEEP_FAULT_EXIT_S", "2.5"))
+
+
 class FaultBackend(Backend):
     def prepare(self, source, case, cache):
-        return FaultSession(self.name.split("-", 1)[1])
+        mode = self.name.split("-", 1)[1]
+        if mode == "slow-exit":  # runs like ok; only the process's exit is slow
+            atexit.register(time.sleep, SLOW_EXIT_S)
+        return FaultSession(mode)
 
 
 MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child",
-         "close-channel")
+         "close-channel", "slow-exit")
 BACKENDS = [FaultBackend(name=f"fault-{m}", devices=("cpu",), precisions={"cpu": ("fp32",)},
                          needs_model=False) for m in MODES]

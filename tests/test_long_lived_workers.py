@@ -75,11 +75,41 @@ def test_a_group_of_another_backend_gets_its_own_worker(tmp_path):
            for size in SIZES}
     assert all(len(pids) == 1 for pids in pid.values())  # one worker per group here...
     assert len(set.union(*pid.values())) == 3  # ...and a new one at each change of backend
+    # Each worker's first result tells its start; no other result does.
+    for size in SIZES:
+        first, *rest = (found[(size, batch)] for batch in (1, FAULT_BATCH, 3))
+        start = first.info["worker_start_s"]
+        assert set(start) == {"imports", "runtime", "runner", "close_previous", "to_first_case"}
+        assert 0 < start["imports"] and 0 <= start["runtime"] and 0 <= start["runner"]
+        # one clock for the worker's parts and the parent's whole
+        assert start["imports"] + start["runtime"] + start["runner"] <= \
+            start["to_first_case"] + 0.01
+        # the first worker had none to close; the others waited for the one before to exit
+        assert (start["close_previous"] < 0.05) if size == SIZES[0] else \
+            (start["close_previous"] > 0.001)
+        assert not any("worker_start_s" in r.info for r in rest)
     # One log per group, as before: each group's output is in its own file.
     assert sorted(p.name for p in tmp_path.glob("worker-*.log")) == sorted(
         f"worker-{g[0].case_id}.log" for g in (ok, other, ok_again))
     assert "deliberate failure" in (tmp_path / f"worker-{other[0].case_id}.log").read_text()
     assert "deliberate failure" not in (tmp_path / f"worker-{ok[0].case_id}.log").read_text()
+
+
+def test_a_new_worker_starts_while_the_old_one_exits_and_measures_only_after(tmp_path):
+    """A worker's exit (a runtime's teardown) and its successor's start overlap; the successor's
+    first case still begins only once the old worker is gone."""
+    from fault_backend import SLOW_EXIT_S
+
+    slow, ok = _groups("fault-slow-exit")[0], _groups("fault-ok")[1]
+    found = _serve(tmp_path, [slow, ok])
+    assert all(r.status == "ok" for r in found.values())
+    start = found[(16, 1)].info["worker_start_s"]
+    assert start["close_previous"] >= SLOW_EXIT_S - 0.1  # it waited for the old one's exit...
+    # ...counted from the new worker's spawn (spawned after the old exit, as before, the
+    # first case would come imports + runner after the spawn, well under the 2.5 s exit)...
+    assert start["to_first_case"] >= start["close_previous"]
+    # ...and the new worker's interpreter and imports were done before the old one had gone
+    assert start["imports"] < start["close_previous"]
 
 
 def test_worker_per_group_is_a_spec_key_that_must_be_a_boolean():

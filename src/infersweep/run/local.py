@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from infersweep.artefacts.cache import cache_root
@@ -64,6 +64,20 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def _tell_start(worker: WorkerProcess, result: Result) -> None:
+    """The first result of a worker carries its start: closing the worker before it
+    (``close_previous``), its spawn to its first case (``to_first_case``), and the worker's own
+    part of that (``imports``, ``runner``, where the worker told it)."""
+    if worker.start_told or worker.first_case_at is None:
+        return
+    worker.start_told = True
+    told = result.info.get("worker_start_s")
+    result.info["worker_start_s"] = {
+        **(told if isinstance(told, dict) else {}),
+        "close_previous": round(worker.close_previous_s, 3),
+        "to_first_case": round(worker.first_case_at - worker.spawned, 3)}
+
+
 def _death_result(case: Case, returncode: int, oom_before: int | None, log: Path) -> Result:
     tail = _tail(log)
     tail_note = f"; stderr tail: {tail[-600:]}" if tail else ""
@@ -91,6 +105,12 @@ class WorkerProcess:
     key: tuple[str, str]
     buffer: bytes = b""
     ended: bool = False
+    # Its start, for the first result it sends (``info.worker_start_s``): how long closing the
+    # worker before it took, when it was spawned, and whether that was told already.
+    close_previous_s: float = 0.0
+    spawned: float = field(default_factory=time.monotonic)
+    first_case_at: float | None = None
+    start_told: bool = False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -115,6 +135,13 @@ class WorkerProcess:
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         return [e for e in map(parse_event, lines) if e is not None]
+
+    def let_go(self) -> None:
+        """Close its stdin: a healthy worker finishes and exits (``end`` waits for that)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
 
     def end(self, wait_s: float) -> None:
         """Close its stdin (a healthy worker exits), wait up to ``wait_s`` for it, then kill its
@@ -164,8 +191,9 @@ class WorkerSlot:
 
     def _spawn(self, key: tuple[str, str], log: Path) -> WorkerProcess:
         read_fd, write_fd = os.pipe()
+        spawned = time.monotonic()
         args = [sys.executable, "-m", "infersweep.run.worker", "--result-fd", str(write_fd),
-                "--parent", str(os.getpid())]
+                "--parent", str(os.getpid()), "--spawned-at", repr(spawned), "--backend", key[0]]
         if self.job.cpus:
             args += ["--cpus", ",".join(map(str, self.job.cpus))]
         with open(log, "ab") as log_file:
@@ -173,7 +201,7 @@ class WorkerSlot:
                                     pass_fds=(write_fd,), start_new_session=True,
                                     env=self._worker_env())
         os.close(write_fd)
-        return WorkerProcess(proc, read_fd, key)
+        return WorkerProcess(proc, read_fd, key, spawned=spawned)
 
     def _worker_env(self) -> dict:
         root = Path(self.job.cache_dir) if self.job.cache_dir else cache_root()
@@ -190,8 +218,19 @@ class WorkerSlot:
 
     def _worker_for(self, key: tuple[str, str], log: Path) -> WorkerProcess:
         """The live worker of this key, or a fresh one (a worker of another key is closed)."""
-        if self.worker is not None and (self.worker.key != key or not self.worker.alive()):
-            self.close()
+        old = self.worker
+        if old is not None and (old.key != key or not old.alive()):
+            # The old worker exits (its runtime's teardown: a CUDA context, a compile pool) while
+            # its successor starts (interpreter, imports); the successor gets its first group
+            # only once the old one is gone, so nothing is measured beside either.
+            self.worker = None
+            closing = time.monotonic()
+            old.let_go()
+            try:
+                self.worker = self._spawn(key, log)
+            finally:
+                old.end(10)
+            self.worker.close_previous_s = time.monotonic() - closing
         if self.worker is None:
             self.worker = self._spawn(key, log)
         return self.worker
@@ -260,10 +299,13 @@ class WorkerSlot:
                 if isinstance(event, CaseStarted) and event.case_id in by_id:
                     in_flight = by_id[event.case_id]
                     started = case_started = time.monotonic()
+                    if worker.first_case_at is None:
+                        worker.first_case_at = case_started
                     on_start(in_flight)
                 elif isinstance(event, CaseFinished):
                     result = event.result
                     result.wall_s = time.monotonic() - case_started
+                    _tell_start(worker, result)
                     if self.job.gpu is not None:
                         result.info["gpu_index"] = self.job.gpu
                     if result.case in pending:

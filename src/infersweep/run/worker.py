@@ -195,17 +195,25 @@ class GroupRunner:
         self.session = None
 
 
-def serve_group(request: GroupRequest, send, pinned: bool = False) -> None:
+def serve_group(request: GroupRequest, send, pinned: bool = False,
+                start: dict | None = None) -> None:
     """Every case of the group, in order; the group's session, model and data are gone when this
-    returns (nothing outside holds the runner)."""
+    returns (nothing outside holds the runner). ``start``: the process's own start (its first
+    group only), told with the first case's result."""
     print(f"infersweep worker {os.getpid()}: group of {len(request.cases)} case(s) from "
           f"{request.cases[0].case_id}", file=sys.stderr, flush=True)
+    received = time.monotonic()
     runner = GroupRunner(request)
+    if start is not None:
+        start = {**start, "runner": round(time.monotonic() - received, 3)}
     try:
         for case in request.cases:
             send(CaseStarted(case.case_id))
             result = runner.run_case(case)
             result.info["worker_pid"] = os.getpid()  # which worker served it (one of many groups)
+            if start is not None:
+                result.info["worker_start_s"] = start
+                start = None
             if pinned:  # a builder had the other cores
                 result.info["worker_cpus"] = sorted(os.sched_getaffinity(0))
             send(CaseFinished(result))
@@ -231,6 +239,18 @@ def release_memory() -> None:
         pass
 
 
+def preload(backend: str) -> None:
+    """Import the runtime of ``backend`` (torch: 3 s on the 2-core box) before the first request
+    comes. A failure is left to the group's runner, which charges it to a case."""
+    try:
+        from infersweep.backends import get_backend
+
+        for package in get_backend(backend).packages:
+            importlib.import_module(package)
+    except Exception:
+        pass
+
+
 def redirect_output(log: str | None) -> None:
     """This group's stdout and stderr (native libraries' too) go to the group's log."""
     if not log:
@@ -248,7 +268,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result-fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--cpus", default="", help="comma list of cores to run on")
+    parser.add_argument("--backend", default="",
+                        help="the backend it will serve: its runtime is imported before the first "
+                             "request, while the worker before it may still be exiting")
+    parser.add_argument("--spawned-at", type=float, default=None,
+                        help="the parent's time.monotonic() when it started this process")
     args = parser.parse_args(argv)
+    # A new worker's gap before its first case was 12-13 s on the H200: what it spent from its
+    # spawn to here (interpreter and this module's imports; CLOCK_MONOTONIC is system-wide) and
+    # on its first group's runner is told with its first result (``worker_start_s``).
+    start = ({"imports": round(time.monotonic() - args.spawned_at, 3)}
+             if args.spawned_at is not None else None)
+    if args.backend:
+        loaded = time.monotonic()
+        preload(args.backend)
+        if start is not None:
+            start["runtime"] = round(time.monotonic() - loaded, 3)
     die_with_parent(args.parent)
     if args.cpus:  # before any runtime starts its threads: they inherit it
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
@@ -263,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         request = GroupRequest.from_json(line)
         redirect_output(request.log)
-        serve_group(request, send, pinned=bool(args.cpus))
+        serve_group(request, send, pinned=bool(args.cpus), start=start)
+        start = None
         release_memory()
         send(GroupDone(request.cases[0].case_id))
     channel.close()
