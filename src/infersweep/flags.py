@@ -161,7 +161,8 @@ class SweepArgs:
             for backend, values in flag_options.items():
                 options.setdefault(backend, {}).update(values)
         flags["out"] = str(flags["out"]) if flags.get("out") else None
-        for switch in ("quick", "find_max_qps", "pad_batches", "worker_per_group"):  # a flag can only turn it on
+        # a flag can only turn these on
+        for switch in ("quick", "find_max_qps", "pad_batches", "worker_per_group"):
             flags[switch] = True if flags.get(switch) else None
         raw.update({k: v for k, v in flags.items() if v is not None})
         if options is not None:

@@ -67,7 +67,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def _tell_start(worker: WorkerProcess, result: Result) -> None:
     """The first result of a worker carries its start: closing the worker before it
     (``close_previous``), its spawn to its first case (``to_first_case``), and the worker's own
-    part of that (``imports``, ``runner``, where the worker told it)."""
+    part of that (``imports``, ``runtime``, ``runner``, where the worker told it)."""
     if worker.start_told or worker.first_case_at is None:
         return
     worker.start_told = True

@@ -151,6 +151,7 @@ def shape_switch(runner: BatchRunner) -> tuple[float | None, str | None]:
         "CUDA provider re-plans its convolutions on every new input shape, "
         "microsoft/onnxruntime#23006); --pad-batches runs every batch at --max-batch")
 
+
 def run_server_case(runner, case: Case) -> Result:
     """One server case on ``runner`` (run/worker.py's GroupRunner) as a Result."""
     ctx = replace(runner.ctx, case=case)

@@ -275,18 +275,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the parent's time.monotonic() when it started this process")
     args = parser.parse_args(argv)
     # A new worker's gap before its first case was 12-13 s on the H200: what it spent from its
-    # spawn to here (interpreter and this module's imports; CLOCK_MONOTONIC is system-wide) and
-    # on its first group's runner is told with its first result (``worker_start_s``).
+    # spawn to here (interpreter and this module's imports; CLOCK_MONOTONIC is system-wide), on
+    # its runtime's import and on its first group's runner is told with its first result
+    # (``worker_start_s``).
     start = ({"imports": round(time.monotonic() - args.spawned_at, 3)}
              if args.spawned_at is not None else None)
+    die_with_parent(args.parent)
+    if args.cpus:  # before any runtime starts its threads: they inherit it
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.backend:
         loaded = time.monotonic()
         preload(args.backend)
         if start is not None:
             start["runtime"] = round(time.monotonic() - loaded, 3)
-    die_with_parent(args.parent)
-    if args.cpus:  # before any runtime starts its threads: they inherit it
-        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     channel = os.fdopen(args.result_fd, "w", buffering=1)
 
     def send(event: CaseStarted | CaseFinished | GroupDone) -> None:
