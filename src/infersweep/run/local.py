@@ -149,10 +149,7 @@ class WorkerProcess:
         if self.ended:
             return
         self.ended = True
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        self.let_go()
         os.close(self.read_fd)
         try:
             self.proc.wait(timeout=wait_s)

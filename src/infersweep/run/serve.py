@@ -240,8 +240,9 @@ def _serve_case(runner, ctx, case: Case) -> Result:
         info.update(schedule=summary.schedule, invalid_reason=summary.invalid_reason,
                     request_latencies_ms=[round(x, 4) for x in run.latency_ms.tolist()],
                     batch_sizes=run.batch_sizes)
-    # For the run's time split (results/time_split.py): serving is measuring, warming every
-    # batch size is setup, as a fixed case's warmup of its shape is.
+    # For the run's time split (results/time_split.py): serving is measuring; placing,
+    # specialising and warming every batch size is setup (a fixed case's per-shape
+    # specialisation is setup too).
     info["spent_s"] = {"setup": (runner.setup_s if prepared_here else 0.0) + warmed_s,
                        "measuring": serving_s}
     runner.probes.noise(ctx)  # closes the contention window; a server run is not re-timed
