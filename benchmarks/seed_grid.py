@@ -60,6 +60,7 @@ def run_phase(root: Path, phase: str, extra: list[str], limit_s: float, resume: 
     flags = ["--worker-per-group"] if phase == "old" else []
     cmd = [sys.executable, "-m", "infersweep", "run", *GRID, "--out", str(out), *flags, *extra]
     start = time.monotonic()
+    started_at = time.time()  # epoch, as the rows' info.started_at: the timeline's origin
     with open(root / f"{phase}.log", "a" if before else "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         interrupted = False
@@ -75,8 +76,11 @@ def run_phase(root: Path, phase: str, extra: list[str], limit_s: float, resume: 
                 proc.wait()
     wall = time.monotonic() - start + (before["wall_s"] if before else 0.0)
     commands = (before["commands"] if before else 0) + 1
+    sessions = (before.get("sessions") or []) if before else []
+    sessions.append([started_at, time.time()])
     wall_file.write_text(json.dumps({"wall_s": wall, "rc": proc.returncode, "cmd": cmd,
-                                     "interrupted": interrupted, "commands": commands}))
+                                     "interrupted": interrupted, "commands": commands,
+                                     "sessions": sessions}))
     print(f"{phase}: exit {proc.returncode} in {wall:.1f} s over {commands} command(s)"
           f"{'; interrupted at --limit, resume with --resume' if interrupted else ''}; last lines:")
     print("\n".join((root / f"{phase}.log").read_text().strip().splitlines()[-4:]))
@@ -118,6 +122,53 @@ def split(root: Path, phase: str) -> dict:
             "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
 
 
+def timeline(root: Path, phase: str) -> dict[str, float] | None:
+    """Where the harness time went, from the rows' start times (info.started_at) and walls: the
+    gaps between consecutive cases (a new worker's start, between two groups of one worker,
+    between two cases of a group), what a case's wall holds besides its measuring, setup,
+    pipelined throughput and probes, and the run's start to its first case and its last case to
+    its exit (the final reports). Per group: the worker's group start (runner, releasing the
+    group before) and the wait for the builder. None for rows without start times."""
+    record = json.loads((root / f"{phase}.wall").read_text())
+    rows_ = [r for r in rows(root, phase).values()
+             if (r.get("info") or {}).get("started_at") is not None and r.get("wall_s")]
+    if not rows_ or not record.get("sessions"):
+        return None
+    rows_.sort(key=lambda r: r["info"]["started_at"])
+    out = dict.fromkeys(("run start to first case", "worker switches", "between groups",
+                         "between cases", "inside cases, untracked", "last case to exit",
+                         "group start: runner", "group start: release before",
+                         "builder wait"), 0.0)
+    sessions = record["sessions"]
+    for start, end in sessions:
+        mine = [r for r in rows_ if start <= r["info"]["started_at"] <= end]
+        if mine:
+            out["run start to first case"] += mine[0]["info"]["started_at"] - start
+            out["last case to exit"] += end - (mine[-1]["info"]["started_at"] + mine[-1]["wall_s"])
+        for prev, r in zip(mine, mine[1:]):
+            gap = r["info"]["started_at"] - (prev["info"]["started_at"] + prev["wall_s"])
+            same_worker = r["info"].get("worker_pid") == prev["info"].get("worker_pid")
+            same_group = same_worker and all(r[k] == prev[k] for k in (
+                "backend", "precision", "image_size"))
+            out["between cases" if same_group else "between groups" if same_worker
+                else "worker switches"] += gap
+    waited = {}
+    for r in rows_:
+        info = r["info"]
+        spent = info.get("spent_s") or {}
+        accounted = sum(spent.get(k, 0.0) for k in ("measuring", "setup", "pipelined", "probes"))
+        if "setup" not in spent:
+            accounted += r.get("setup_s") or 0.0
+        out["inside cases, untracked"] += r["wall_s"] - accounted
+        group = info.get("group_start_s") or {}
+        out["group start: runner"] += group.get("runner", 0.0)
+        out["group start: release before"] += group.get("release_previous", 0.0)
+        if "builder_wait_s" in info:
+            waited[(r["backend"], r["precision"], r["image_size"])] = info["builder_wait_s"]
+    out["builder wait"] = sum(waited.values())
+    return out
+
+
 def label(r: dict) -> str:
     return (f"{r['backend']:<13} {r['precision']} {r['image_size']:>3}px bs{r['batch_size']:<3}")
 
@@ -147,6 +198,10 @@ def report(root: Path) -> int:
                   f"(interpreter and imports {t.get('imports', 0):.1f} s, first runner "
                   f"{t.get('runner', 0):.1f} s), closing the worker before "
                   f"{t.get('close_previous', 0):.1f} s")
+        gaps = timeline(root, phase)
+        if gaps:
+            print("       harness, from the cases' start times: " + ", ".join(
+                f"{name} {seconds:.1f} s" for name, seconds in gaps.items()))
     if not all((root / p / "results.json").exists() for p in ("warm", "old")):
         return 1
     warm, old = rows(root, "warm"), rows(root, "old")

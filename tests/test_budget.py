@@ -155,3 +155,16 @@ def test_worker_starts_are_counted_from_the_run_order_at_their_device_cost():
     assert plan.overhead_s == 5 + 5 * 10 + 48 * 2 + 24 * 10
     twice = fit(36000, grid, 2, MeasureSettings(), (), {})
     assert twice.overhead_s == 5 + 2 * (5 * 10 + 48 * 2 + 24 * 10)  # each round starts anew
+
+
+def test_combinations_this_machine_saw_work_are_not_scouted_so_fewer_workers_are_counted():
+    """A warm run of the grid (its combinations ended ok here before) runs one worker per
+    backend: 3 starts, not the 5 of a machine that never saw them."""
+    grid = [Case("resnet18", "random(seed=0)", b, "cuda", p, size, n, "synthetic")
+            for b in ("torch", "torch-compile", "onnxruntime") for p in ("fp32", "fp16")
+            for size in (224, 256, 384, 512) for n in (16, 32, 64)]
+    proven = {(b, "cuda", p) for b in ("torch", "torch-compile", "onnxruntime")
+              for p in ("fp32", "fp16")}
+    warm = fit(36000, grid, 1, MeasureSettings(), (), {}, proven=proven)
+    assert warm.starts == ("cuda",) * 3
+    assert fit(36000, grid, 1, MeasureSettings(), (), {}).overhead_s - warm.overhead_s == 2 * 10

@@ -190,11 +190,12 @@ class SweepArgs:
         what it chose; (spec, None) without --budget. SpecError where it cannot fit."""
         if self.budget is None:
             return spec, None
-        from infersweep.results.history import case_costs
+        from infersweep.results.history import case_costs, proven_combinations
 
         try:
             plan = fit(parse_duration(self.budget), to_run, spec.repeats, spec.measure,
-                       given_settings(self.raw()), case_costs(), self.budget)
+                       given_settings(self.raw()), case_costs(), self.budget,
+                       proven=proven_combinations())
         except BudgetError as exc:
             raise SpecError(str(exc)) from None
         return replace(spec, measure=plan.settings), plan.line()

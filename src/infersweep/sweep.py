@@ -143,8 +143,9 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                     ran += 1
                     observer.case_finished(merged)
 
+        # Seen working in this run, or before on this machine with this cache: not scouted.
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
-                  if r.status == "ok"}
+                  if r.status == "ok"} | history.proven_combinations()
         interrupted = False
         try:
             # Round robin: every case once, then every case again..., so that slow drift of the

@@ -187,13 +187,15 @@ def case_cost(case: Case, history: dict) -> CaseCost:
 
 
 def fit(budget_s: float, cases: list[Case], repeats: int, current: MeasureSettings,
-        given: tuple[str, ...], history: dict, text: str = "") -> BudgetPlan:
+        given: tuple[str, ...], history: dict, text: str = "",
+        proven: set[tuple] = frozenset()) -> BudgetPlan:
     """The timing that fits ``cases`` (to run, ``repeats`` processes each) in ``budget_s``;
-    BudgetError where even the floor does not. ``given``: the settings the user fixed."""
+    BudgetError where even the floor does not. ``given``: the settings the user fixed;
+    ``proven``: the combinations this machine has seen work (not scouted: fewer worker starts)."""
     costs = tuple(case_cost(c, history) for c in cases)
     groups = group_cases(cases)
-    # Every combination counted as new: the order of a fresh run directory, the most starts
-    starts = tuple(device for _, device in worker_starts(order_groups(groups, set())))
+    # The worker starts of the order the run will take (sweep.py gives it the same ``proven``)
+    starts = tuple(device for _, device in worker_starts(order_groups(groups, set(proven))))
 
     def plan(share_s: float) -> BudgetPlan:
         return BudgetPlan(budget_s, choose(share_s, current, given), costs, repeats,

@@ -27,8 +27,10 @@ def record(result: Result, process_medians_ms: list[float] | None = None) -> Non
     if result.wall_s is None:
         return
     _path().parent.mkdir(parents=True, exist_ok=True)
-    entry = {"case_id": result.case.case_id, "wall_s": round(result.wall_s, 3),
-             "status": result.status, "quick": result.quick, "finished_at": result.finished_at}
+    case = result.case
+    entry = {"case_id": case.case_id, "wall_s": round(result.wall_s, 3),
+             "status": result.status, "quick": result.quick, "finished_at": result.finished_at,
+             "combination": [case.backend, case.device, case.precision]}
     spent = result.info.get("spent_s")
     if isinstance(spent, dict) and "measuring" in spent:  # for --budget: wall - measuring
         entry["measuring_s"] = round(spent["measuring"], 3)
@@ -45,6 +47,14 @@ def wall_times(quick: bool = False) -> dict[str, float]:
     """The latest wall time of each case measured in the same mode (quick or full)."""
     return {entry["case_id"]: entry["wall_s"] for entry in _entries()
             if entry.get("quick", False) == quick and "wall_s" in entry}
+
+
+def proven_combinations() -> set[tuple[str, str, str]]:
+    """The (backend, device, precision) combinations that ended ok at least once on this machine
+    with this cache: a run need not scout them again (grid/order.py)."""
+    return {tuple(entry["combination"]) for entry in _entries()
+            if entry.get("status") == "ok" and isinstance(entry.get("combination"), list)
+            and len(entry["combination"]) == 3}
 
 
 @dataclass(frozen=True)

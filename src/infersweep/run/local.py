@@ -302,6 +302,9 @@ class WorkerSlot:
                 elif isinstance(event, CaseFinished):
                     result = event.result
                     result.wall_s = time.monotonic() - case_started
+                    # When it started (epoch seconds): the gaps between cases, a run's harness
+                    # time that no case's wall holds, are read from these (seed_grid.py).
+                    result.info["started_at"] = round(time.time() - result.wall_s, 3)
                     _tell_start(worker, result)
                     if self.job.gpu is not None:
                         result.info["gpu_index"] = self.job.gpu
@@ -420,7 +423,10 @@ class LocalExecutor:
                on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
         """Run a GPU group once the builder is done with it, the builder working on the ones
         after it."""
+        waiting = time.monotonic()
         info = self.prebuilder.info_for(group)
+        if info:  # the GPU idles while the builder finishes this group's artefacts
+            info["builder_wait_s"] = round(time.monotonic() - waiting, 3)
         self.prebuilder.upcoming(upcoming)
 
         def with_info(result: Result) -> None:

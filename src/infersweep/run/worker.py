@@ -196,16 +196,22 @@ class GroupRunner:
 
 
 def serve_group(request: GroupRequest, send, pinned: bool = False,
-                start: dict | None = None) -> None:
+                start: dict | None = None, released_s: float | None = None) -> None:
     """Every case of the group, in order; the group's session, model and data are gone when this
     returns (nothing outside holds the runner). ``start``: the process's own start (its first
-    group only), told with the first case's result."""
+    group only), told with the first case's result. ``released_s``: how long letting go of the
+    group before took (``release_memory``), told with this group's first result."""
     print(f"infersweep worker {os.getpid()}: group of {len(request.cases)} case(s) from "
           f"{request.cases[0].case_id}", file=sys.stderr, flush=True)
     received = time.monotonic()
     runner = GroupRunner(request)
+    # A group's own start, harness time between its groups: the runner (probes' group start,
+    # the runtime's modules) and the release of the group before, on the first result.
+    group_start = {"runner": round(time.monotonic() - received, 3)}
+    if released_s is not None:
+        group_start["release_previous"] = round(released_s, 3)
     if start is not None:
-        start = {**start, "runner": round(time.monotonic() - received, 3)}
+        start = {**start, "runner": group_start["runner"]}
     try:
         for case in request.cases:
             send(CaseStarted(case.case_id))
@@ -214,6 +220,9 @@ def serve_group(request: GroupRequest, send, pinned: bool = False,
             if start is not None:
                 result.info["worker_start_s"] = start
                 start = None
+            if group_start is not None:
+                result.info["group_start_s"] = group_start
+                group_start = None
             if pinned:  # a builder had the other cores
                 result.info["worker_cpus"] = sorted(os.sched_getaffinity(0))
             send(CaseFinished(result))
@@ -294,14 +303,17 @@ def main(argv: list[str] | None = None) -> int:
         channel.write(event.to_line())
         channel.flush()
 
+    released_s = None
     while line := sys.stdin.readline():  # one request per line, until the parent closes stdin
         if not line.strip():
             continue
         request = GroupRequest.from_json(line)
         redirect_output(request.log)
-        serve_group(request, send, pinned=bool(args.cpus), start=start)
+        serve_group(request, send, pinned=bool(args.cpus), start=start, released_s=released_s)
         start = None
+        released = time.monotonic()
         release_memory()
+        released_s = time.monotonic() - released
         send(GroupDone(request.cases[0].case_id))
     channel.close()
     return 0
