@@ -194,10 +194,13 @@ def report(root: Path) -> int:
               f"{s['pipelined']:.1f} s, probes after the timed loop {s['probes']:.1f} s")
         if s["starts"]:  # rows of a tree that records them
             t = s["starts"]
-            print(f"       worker starts: spawn to first case {t.get('to_first_case', 0):.1f} s "
-                  f"(interpreter and imports {t.get('imports', 0):.1f} s, first runner "
-                  f"{t.get('runner', 0):.1f} s), closing the worker before "
-                  f"{t.get('close_previous', 0):.1f} s")
+            ahead = (f"; {t['started_ahead']:.1f} s of starts ran ahead, beside the worker "
+                     "before" if t.get("started_ahead") else "")
+            print(f"       worker starts: spawn (or hand-over) to first case "
+                  f"{t.get('to_first_case', 0):.1f} s (interpreter and imports "
+                  f"{t.get('imports', 0):.1f} s, runtime {t.get('runtime', 0):.1f} s, first "
+                  f"runner {t.get('runner', 0):.1f} s), closing the worker before "
+                  f"{t.get('close_previous', 0):.1f} s{ahead}")
         gaps = timeline(root, phase)
         if gaps:
             print("       harness, from the cases' start times: " + ", ".join(

@@ -131,3 +131,31 @@ def test_no_builder_below_four_cores_or_with_worker_per_group():
         tuple(range(6)), (6, 7))
     per_group = WorkerJob(worker_per_group=True)
     assert LocalExecutor(per_group, usable_cores=8, cores=tuple(range(8))).split is None
+
+
+def test_the_next_backends_worker_starts_ahead_on_the_builder_core_and_measures_on_the_worker_core(
+        tmp_path, two_cores_split):
+    """While a backend's last group is measured, the next backend's worker already runs (its
+    interpreter and imports) on the builder's core; it measures on the worker's core, and only
+    after the worker before it has gone."""
+    first, second = _group("fault-ok", "cuda", 8), _group("fault-raise", "cuda", 16)
+    executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
+                             usable_cores=2)
+    worker_core, builder_core = sorted(os.sched_getaffinity(0))[:2]
+    seen = []  # at each case's start: the worker started ahead, and the cores it may run on
+
+    def on_start(case):
+        ahead = executor.slots[0].ahead
+        seen.append((case.image_size, ahead and ahead.key,
+                     ahead and os.sched_getaffinity(ahead.proc.pid)))
+
+    results = []
+    executor.run([first, second], on_start, results.append)
+    assert [r.status for r in results] == ["ok"] * 4
+    assert seen[:2] == [(8, ("fault-raise", "cuda"), {builder_core})] * 2
+    assert [s[1] for s in seen[2:]] == [None, None]  # handed over: nothing more ahead
+    info = [r.info for r in results if r.case.image_size == 16]
+    start = info[0]["worker_start_s"]
+    assert start["started_ahead"] > 0 and start["to_first_case"] >= start["close_previous"]
+    assert {tuple(i["worker_cpus"]) for i in info} == {(worker_core,)}
+    assert info[0]["worker_pid"] != [r.info for r in results][0]["worker_pid"]

@@ -9,11 +9,15 @@ checkpoint's classifier, so a 10-class fine-tune loads without being told it has
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 from collections.abc import Mapping
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
+from infersweep.artefacts.cache import cache_root
 from infersweep.artefacts.model_ref import (FACTORY, ONNX, TIMM, TORCHVISION, ModelError,
                                             factory_digest, onnx_input, parse_model)
 
@@ -256,6 +260,43 @@ class ModelSource:
 
 @lru_cache(maxsize=256)
 def input_size_problem(name: str, image_size: int) -> str | None:
+    """Why the model cannot take ``image_size`` x ``image_size`` inputs, or None; a library
+    model's answer is kept in the cache (``input_sizes.json``, keyed by the libraries' versions):
+    the dry run imports torch and torchvision, 6 s of a sweep's start on the H200, and a warm
+    run's parent then never imports them."""
+    ref = parse_model(name)
+    if ref.kind not in (TORCHVISION, TIMM):  # files and user code may change under one name
+        return _dry_run(name, image_size)
+    memo = cache_root() / "input_sizes.json"
+    key = json.dumps([name, image_size, *(_version(p) for p in ("torch", "torchvision", "timm"))])
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if key in known and (known[key] is None or isinstance(known[key], str)):
+        return known[key]
+    problem = _dry_run(name, image_size)
+    known[key] = problem
+    try:  # a whole file or none: written aside, then renamed over the old one
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        aside = memo.with_name(f".input_sizes.{os.getpid()}.json")
+        aside.write_text(json.dumps(known))
+        aside.replace(memo)
+    except OSError:  # a read-only cache: the answer is only not remembered
+        pass
+    return problem
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _dry_run(name: str, image_size: int) -> str | None:
     """Why the model cannot take ``image_size`` x ``image_size`` inputs, or None.
 
     A dry run on PyTorch's meta device: shapes are propagated, nothing is allocated or computed,

@@ -46,23 +46,29 @@ class GroupRequest:
     opset: int | None = None
     cache_dir: str | None = None
     log: str | None = None  # the group's log: the worker sends its stdout and stderr there
+    # The cores to measure on: a worker started ahead of its turn imported its runtime on the
+    # builder's cores and moves to these before the group (run/local.py, WorkerSlot.prestart).
+    cpus: tuple[int, ...] | None = None
 
     @classmethod
     def for_job(cls, cases: list[Case], job: WorkerJob, log: Path | None = None) -> GroupRequest:
         return cls(tuple(cases), job.settings, job.seed, job.opset, job.cache_dir,
-                   str(log) if log else None)
+                   str(log) if log else None, job.cpus)
 
     def to_json(self) -> str:
         """One line: requests are separated by newlines on the worker's stdin."""
         return json.dumps({"cases": [c.to_dict() for c in self.cases],
                            "settings": asdict(self.settings), "seed": self.seed,
-                           "opset": self.opset, "cache_dir": self.cache_dir, "log": self.log})
+                           "opset": self.opset, "cache_dir": self.cache_dir, "log": self.log,
+                           "cpus": list(self.cpus) if self.cpus else None})
 
     @classmethod
     def from_json(cls, text: str) -> GroupRequest:
         d = json.loads(text)
+        cpus = d.get("cpus")
         return cls(tuple(Case.from_dict(c) for c in d["cases"]), MeasureSettings(**d["settings"]),
-                   d["seed"], d["opset"], d["cache_dir"], d.get("log"))
+                   d["seed"], d["opset"], d["cache_dir"], d.get("log"),
+                   tuple(int(c) for c in cpus) if cpus else None)
 
 
 @dataclass(frozen=True)

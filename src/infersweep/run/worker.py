@@ -260,6 +260,19 @@ def preload(backend: str) -> None:
         pass
 
 
+def pin(cpus: tuple[int, ...] | None) -> bool:
+    """Move every thread of this process to ``cpus`` (threads started later inherit it): a worker
+    started ahead of its turn imported its runtime on the builder's cores. True if it moved."""
+    if not cpus or set(cpus) == os.sched_getaffinity(0):
+        return False
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), set(cpus))
+        except (ProcessLookupError, OSError):
+            pass  # a thread that ended meanwhile
+    return True
+
+
 def redirect_output(log: str | None) -> None:
     """This group's stdout and stderr (native libraries' too) go to the group's log."""
     if not log:
@@ -309,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         request = GroupRequest.from_json(line)
         redirect_output(request.log)
-        serve_group(request, send, pinned=bool(args.cpus), start=start, released_s=released_s)
+        pin(request.cpus)
+        serve_group(request, send, pinned=bool(args.cpus or request.cpus), start=start,
+                    released_s=released_s)
         start = None
         released = time.monotonic()
         release_memory()
