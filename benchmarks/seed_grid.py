@@ -163,6 +163,8 @@ def timeline(root: Path, phase: str) -> dict[str, float] | None:
         group = info.get("group_start_s") or {}
         out["group start: runner"] += group.get("runner", 0.0)
         out["group start: release before"] += group.get("release_previous", 0.0)
+        for step, seconds in (group.get("release_steps") or {}).items():
+            out[f"  of which {step}"] = out.get(f"  of which {step}", 0.0) + seconds
         if "builder_wait_s" in info:
             waited[(r["backend"], r["precision"], r["image_size"])] = info["builder_wait_s"]
     out["builder wait"] = sum(waited.values())

@@ -159,3 +159,7 @@ def test_the_next_backends_worker_starts_ahead_on_the_builder_core_and_measures_
     assert start["started_ahead"] > 0 and start["to_first_case"] >= start["close_previous"]
     assert {tuple(i["worker_cpus"]) for i in info} == {(worker_core,)}
     assert info[0]["worker_pid"] != [r.info for r in results][0]["worker_pid"]
+    # Pipelined throughput (GPU cases) costs at most 5% of a briefly timed case's measuring
+    for r in results:
+        spent = r.info["spent_s"]
+        assert spent["pipelined"] <= 0.05 * spent["measuring"] + 0.01, spent

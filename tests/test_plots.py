@@ -142,3 +142,20 @@ def test_one_far_outlier_does_not_squash_the_spread_from_the_median():
     assert -10 < low < 0 < high < 10, (low, high)
     assert panel.get_xlabel() == ("difference from the case's median (%)\n"
                                   f"clipped: 1 sample beyond (triangles), up to {relative:+.0f}%")
+
+
+def test_plots_drawn_in_parallel_processes_are_the_ones_drawn_here(tmp_path):
+    """The pool draws each plot in a process of its own: the same plots, the same pixels, in
+    the order the report lists them."""
+    results = _sweep()
+    rows = rows_with_speedup(results, "torch")
+    here = write_plots(_dir(tmp_path, "here"), rows, results, "torch", processes=1)
+    pooled = write_plots(_dir(tmp_path, "pool"), rows, results, "torch", processes=2)
+    assert [(p.name, p.title) for p in pooled] == [(p.name, p.title) for p in here]
+    for a, b in zip(here, pooled):
+        assert a.png.read_bytes() == b.png.read_bytes(), a.name
+
+
+def _dir(tmp_path, name):
+    (tmp_path / name).mkdir()
+    return tmp_path / name

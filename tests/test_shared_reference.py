@@ -90,3 +90,18 @@ def test_without_a_larger_batch_in_the_group_the_case_keys_its_own_batch(tmp_pat
     source, cache, batches = CountedModel(), ArtifactCache(tmp_path), BatchSource("synthetic")
     ReferenceAgreement().after(_ctx(source, cache, "torch", 1, batches, group=group))
     assert np.load(_entries(cache)[0]).shape == (1, 10)
+
+
+def test_a_gpu_groups_batches_are_the_first_rows_of_one_array_with_the_same_values():
+    """Made once at the group's largest batch: each smaller batch holds exactly the values a
+    batch made on its own holds (the reference and agreement see the same data as before)."""
+    from infersweep.artefacts.inputs import BatchSource
+
+    kept, alone = BatchSource("synthetic", seed=3, keep_rows=8), BatchSource("synthetic", seed=3)
+    first = kept.batch(2, 16)
+    for rows in (2, 5, 8):
+        batch = kept.batch(rows, 16)
+        assert np.array_equal(batch, alone.batch(rows, 16)) and batch.shape == (rows, 3, 16, 16)
+        assert np.shares_memory(batch, first)  # not made again
+    assert np.array_equal(kept.batch(12, 16), alone.batch(12, 16))  # beyond it: made anew
+    assert not alone.kept  # a CPU case's data is its own, as before

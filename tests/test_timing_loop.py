@@ -187,3 +187,10 @@ def test_pipelined_throughput_launches_at_least_four(clock):
     last = clock.runner(lambda i: 4.0)
     ips = pipelined_throughput(launch, last, batch_size=1, median_ms=1000.0, repeats=1)
     assert len(launch.calls) == 3 and ips == pytest.approx(4 / 0.010)
+
+
+def test_the_pipelined_window_is_50_ms_or_a_twentieth_of_a_brief_cases_measuring():
+    from infersweep.measure.timing import pipelined_window_s
+
+    assert pipelined_window_s(10.0) == 0.05 and pipelined_window_s(3.0) == 0.05
+    assert abs(3 * pipelined_window_s(1.2) - 0.06) < 1e-12  # 5% of 1.2 s in three windows

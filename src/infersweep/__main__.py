@@ -1,3 +1,4 @@
 from infersweep.cli import main
 
-main()
+if __name__ == "__main__":  # not when a process pool (spawn) imports it as __mp_main__
+    main()

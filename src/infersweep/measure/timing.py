@@ -218,6 +218,16 @@ def _cap_warnings(samples: list[float], settings: MeasureSettings) -> list[str]:
     return warnings
 
 
+PIPELINED_SHARE = 0.05  # of a case's measuring time, at most, for its pipelined throughput
+
+
+def pipelined_window_s(measuring_s: float, repeats: int = 3) -> float:
+    """The window of each of ``repeats`` pipelined runs: 50 ms, less where a case measured so
+    briefly (a --budget or --max-time well under a second) that 3 x 50 ms would be more than
+    PIPELINED_SHARE of it (on the H200 with --max-time 0.6: 0.15 s of a 1.1 s case)."""
+    return min(0.05, PIPELINED_SHARE * measuring_s / repeats)
+
+
 def pipelined_throughput(launch: Callable[[], object], run: Callable[[], object],
                          batch_size: int, median_ms: float, target_s: float = 0.05,
                          repeats: int = 3) -> float:

@@ -269,10 +269,20 @@ def latency_distribution(rows: list[dict], samples: dict[str, list[float]], size
 def figures(rows: list[dict], samples: dict[str, list[float]],
             baseline: str) -> Iterator[tuple[str, str, Figure]]:
     """(file stem, caption, figure) of every plot that has something to show, one at a time."""
+    for name, caption, make in makers(rows, samples, baseline):
+        fig = make()
+        if fig is not None:
+            yield name, caption, fig
+
+
+def makers(rows: list[dict], samples: dict[str, list[float]],
+           baseline: str) -> list[tuple[str, str, Callable[[], Figure | None]]]:
+    """(file stem, caption, drawing function) of every plot that may have something to show:
+    each can be drawn on its own (reports/plots.py draws them in parallel processes)."""
     style = _Style(rows)
     title = ", ".join(sorted({r["model"] for r in rows}))
     curves = batch_curves(rows)
-    makers: list[tuple[str, str, Callable[[], Figure | None]]] = [
+    found: list[tuple[str, str, Callable[[], Figure | None]]] = [
         ("throughput_vs_batch", "Throughput vs batch size (star: optimal batch)",
          lambda: throughput_vs_batch(rows, curves, style, title)),
         ("throughput_vs_size", "Throughput vs image size",
@@ -285,9 +295,6 @@ def figures(rows: list[dict], samples: dict[str, list[float]],
          lambda: pareto_figure(rows)),
     ]
     for size in sorted({r["image_size"] for r in measured(rows)}):
-        makers.append((f"latency_{size}px", f"Latency distribution at {size} px",
+        found.append((f"latency_{size}px", f"Latency distribution at {size} px",
                        lambda size=size: latency_distribution(rows, samples, size, style, title)))
-    for name, caption, make in makers:
-        fig = make()
-        if fig is not None:
-            yield name, caption, fig
+    return found
