@@ -237,6 +237,17 @@ def serve_group(request: GroupRequest, send, pinned: bool = False,
         runner._drop_session()
 
 
+def _compiled_anything() -> bool:
+    """Whether torch.compile compiled a frame in this process. torch._dynamo is imported by
+    torch itself in an eager or ONNX Runtime worker too, and a first reset there imports
+    Inductor: 2.4-2.9 s of nothing on the H200, per worker."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    try:
+        return utils is None or utils.counters["frames"]["total"] > 0
+    except (AttributeError, KeyError, TypeError):  # another torch's bookkeeping: reset anyway
+        return True
+
+
 def release_memory() -> dict[str, float]:
     """After a group: give back the caches that would carry its memory into the next group's
     figures (its session and model are already unreachable). Returns the seconds of each step
@@ -250,8 +261,8 @@ def release_memory() -> dict[str, float]:
         took[step] = round(now - clock, 3)
         clock = now
 
-    dynamo = sys.modules.get("torch._dynamo")  # only where torch.compile was used
-    if dynamo is not None:
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None and _compiled_anything():
         dynamo.reset()  # compiled code and guards of the old shapes (Inductor's disk cache stays)
         lap("dynamo_reset")
     gc.collect()
