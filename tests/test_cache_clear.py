@@ -46,10 +46,14 @@ def test_one_kind_is_cleared_and_the_others_stay(cache):
     assert (root / "peaks.json").is_file()
 
 
-def test_a_file_kind_is_cleared(cache):
+@pytest.mark.parametrize("kind, name", [("peaks", "peaks.json"),
+                                        ("input-sizes", "input_sizes.json")])
+def test_a_file_kind_is_cleared(cache, kind, name):
     root, _, env = cache
-    assert cli("cache", "clear", "--kind", "peaks", env=env).returncode == 0
-    assert not (root / "peaks.json").exists()
+    (root / "input_sizes.json").write_text("{}")
+    assert cli("cache", "clear", "--kind", kind, env=env).returncode == 0
+    assert not (root / name).exists()
+    assert {p.name for p in root.glob("*.json")} == {"peaks.json", "input_sizes.json"} - {name}
     assert (root / "onnx" / "abc" / "model.onnx").is_file()
 
 

@@ -24,3 +24,23 @@ def test_only_a_worker_that_compiled_resets_torch_compile():
     assert proc.stdout.split()[-1] == "2"
     assert proc.stdout.strip().rsplit(" ", 1)[0] == str(
         [["gc", "malloc_trim"], ["dynamo_reset", "gc", "malloc_trim"]])
+
+
+PRELOAD = """
+import sys
+from infersweep.run.worker import preload
+preload("onnxruntime", sys.argv[1])
+print("onnxruntime" in sys.modules, "torch" in sys.modules)
+"""
+
+
+def test_a_cuda_worker_imports_torch_before_its_first_group_for_the_memory_probe():
+    """An ONNX Runtime worker on CUDA needs torch for the GPU memory probe: imported while it
+    waits (started ahead), not in its first group; on the CPU it does not need it."""
+    found = {}
+    for device in ("cuda", "cpu"):
+        proc = subprocess.run([sys.executable, "-c", PRELOAD, device], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+        found[device] = proc.stdout.split()
+    assert found == {"cuda": ["True", "True"], "cpu": ["True", "False"]}

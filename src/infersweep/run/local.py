@@ -196,7 +196,8 @@ class WorkerSlot:
         read_fd, write_fd = os.pipe()
         spawned = time.monotonic()
         args = [sys.executable, "-m", "infersweep.run.worker", "--result-fd", str(write_fd),
-                "--parent", str(os.getpid()), "--spawned-at", repr(spawned), "--backend", key[0]]
+                "--parent", str(os.getpid()), "--spawned-at", repr(spawned), "--backend", key[0],
+                "--device", key[1]]
         if cpus or self.job.cpus:
             args += ["--cpus", ",".join(map(str, cpus or self.job.cpus))]
         with open(log, "ab") as log_file:

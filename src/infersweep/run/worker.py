@@ -16,6 +16,7 @@ import argparse
 import ctypes
 import gc
 import importlib
+import importlib.util
 import os
 import signal
 import statistics
@@ -281,13 +282,18 @@ def release_memory() -> dict[str, float]:
     return took
 
 
-def preload(backend: str) -> None:
-    """Import the runtime of ``backend`` (torch: 3 s on the 2-core box) before the first request
-    comes. A failure is left to the group's runner, which charges it to a case."""
+def preload(backend: str, device: str = "") -> None:
+    """Import the runtime of ``backend`` (torch: 3 s on the 2-core box, 6-7 s on the H200) before
+    the first request comes, and torch for a CUDA worker: the GPU memory probe measures the CUDA
+    context through it (an ONNX Runtime worker's first runner took 3.9-4.5 s on the H200, mostly
+    that import). A failure is left to the group's runner, which charges it to a case."""
     try:
         from infersweep.backends import get_backend
 
-        for package in get_backend(backend).packages:
+        packages = list(get_backend(backend).packages)
+        if device == "cuda" and importlib.util.find_spec("torch") is not None:
+            packages.append("torch")
+        for package in packages:
             importlib.import_module(package)
     except Exception:
         pass
@@ -326,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="",
                         help="the backend it will serve: its runtime is imported before the first "
                              "request, while the worker before it may still be exiting")
+    parser.add_argument("--device", default="", help="the device it will serve")
     parser.add_argument("--spawned-at", type=float, default=None,
                         help="the parent's time.monotonic() when it started this process")
     args = parser.parse_args(argv)
@@ -340,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.backend:
         loaded = time.monotonic()
-        preload(args.backend)
+        preload(args.backend, args.device)
         if start is not None:
             start["runtime"] = round(time.monotonic() - loaded, 3)
     channel = os.fdopen(args.result_fd, "w", buffering=1)
