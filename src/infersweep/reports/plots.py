@@ -35,7 +35,8 @@ def write_plots(out_dir: Path, rows: list[dict], results: list[Result], baseline
     Rendering is most of a report's time (the original grid's 9 plots as PNG and SVG: 10.8 s at
     the end of a sweep on the H200, 21 s on the 2-core box), and each plot is drawn on its own:
     they are drawn in ``processes`` processes at once (default: one per usable core, at most one
-    per plot). The final reports come after the last case, so nothing is measured beside them."""
+    per plot, from 8 plots on: 7 small plots took as long in two processes as in one on the
+    2-core box). The final reports come after the last case, so nothing is measured beside them."""
     from infersweep.reports.figures import makers
     from infersweep.reports.scenarios import figures as scenario_figures
 
@@ -43,8 +44,8 @@ def write_plots(out_dir: Path, rows: list[dict], results: list[Result], baseline
     directory.mkdir(exist_ok=True)
     samples = {r.case.case_id: r.samples_ms for r in results}
     names = [(name, caption) for name, caption, _ in makers(rows, samples, baseline)]
-    if processes is None:  # a pool's start (a second or so) pays from a few plots on
-        processes = min(len(names), len(os.sched_getaffinity(0))) if len(names) >= 4 else 1
+    if processes is None:  # a pool's start (each process imports matplotlib) pays from ~8 on
+        processes = min(len(names), len(os.sched_getaffinity(0))) if len(names) >= 8 else 1
     drawn = None
     if processes > 1:
         try:

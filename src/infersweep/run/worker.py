@@ -292,7 +292,10 @@ def preload(backend: str, device: str = "") -> None:
 
         packages = list(get_backend(backend).packages)
         if device == "cuda" and importlib.util.find_spec("torch") is not None:
-            packages.append("torch")
+            from infersweep.env import gpus
+
+            if gpus():  # the probe uses torch only where NVML sees a GPU (probes/gpu_memory.py)
+                packages.append("torch")
         for package in packages:
             importlib.import_module(package)
     except Exception:
