@@ -13,6 +13,7 @@ from infersweep import env as envmod
 from infersweep.results import history, repeats
 from infersweep.case import Case, group_cases
 from infersweep.grid.filters import Filter
+from infersweep.artefacts.models import remember_input_sizes
 from infersweep.grid.order import order_groups
 from infersweep.run.executor import Executor, make_executor
 from infersweep.run.protocol import WorkerJob
@@ -98,6 +99,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         finished = {cid: status for cid, status in store.finished(retry_failed, spec.quick).items()
                     if cid not in short}
         plan = make_plan(spec, finished, gpu_present, only, store.statuses())
+        remember_input_sizes()  # the plan's dry runs, for the next run's plan
         for p in plan:
             if p.action in (UNSUPPORTED, UNAVAILABLE):
                 store.put(Result(p.case, p.action, reason=p.reason))

@@ -258,35 +258,57 @@ class ModelSource:
         return tuple(cfg.mean), tuple(cfg.std)
 
 
+# The dry runs this process made: `run` keeps them in the cache (remember_input_sizes); `plan`
+# builds nothing there.
+_ANSWERED: dict[str, str | None] = {}
+
+
+def _input_sizes_file() -> Path:
+    return cache_root() / "input_sizes.json"
+
+
+def _input_size_key(name: str, image_size: int) -> str:
+    return json.dumps([name, image_size, *(_version(p) for p in ("torch", "torchvision", "timm"))])
+
+
+def _remembered() -> dict:
+    try:
+        known = json.loads(_input_sizes_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 @lru_cache(maxsize=256)
 def input_size_problem(name: str, image_size: int) -> str | None:
-    """Why the model cannot take ``image_size`` x ``image_size`` inputs, or None; a library
-    model's answer is kept in the cache (``input_sizes.json``, keyed by the libraries' versions):
-    the dry run imports torch and torchvision, 6 s of a sweep's start on the H200, and a warm
-    run's parent then never imports them."""
+    """Why the model cannot take ``image_size`` x ``image_size`` inputs, or None. A library
+    model's answer is read from the cache (``input_sizes.json``, keyed by the libraries'
+    versions) where a run kept it: the dry run imports torch and torchvision, 6 s of a sweep's
+    start on the H200, and a rerun's parent then never imports them."""
     ref = parse_model(name)
     if ref.kind not in (TORCHVISION, TIMM):  # files and user code may change under one name
         return _dry_run(name, image_size)
-    memo = cache_root() / "input_sizes.json"
-    key = json.dumps([name, image_size, *(_version(p) for p in ("torch", "torchvision", "timm"))])
+    key = _input_size_key(name, image_size)
+    known = _remembered().get(key, "")
+    if known is None or (isinstance(known, str) and known):
+        return known
+    _ANSWERED[key] = problem = _dry_run(name, image_size)
+    return problem
+
+
+def remember_input_sizes() -> None:
+    """Keep this process's dry-run answers in the cache (a whole file or none: written aside,
+    then renamed over the old one); a read-only cache only does not remember them."""
+    if not _ANSWERED:
+        return
+    memo = _input_sizes_file()
     try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
-    if key in known and (known[key] is None or isinstance(known[key], str)):
-        return known[key]
-    problem = _dry_run(name, image_size)
-    known[key] = problem
-    try:  # a whole file or none: written aside, then renamed over the old one
         memo.parent.mkdir(parents=True, exist_ok=True)
         aside = memo.with_name(f".input_sizes.{os.getpid()}.json")
-        aside.write_text(json.dumps(known))
+        aside.write_text(json.dumps({**_remembered(), **_ANSWERED}))
         aside.replace(memo)
-    except OSError:  # a read-only cache: the answer is only not remembered
+    except OSError:
         pass
-    return problem
 
 
 def _version(package: str) -> str | None:
