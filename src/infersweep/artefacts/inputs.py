@@ -130,9 +130,10 @@ class BatchSource:
         self.images = None if data == "synthetic" else open_images(data)
         # Synthetic data: made once with ``keep_rows`` rows (a GPU group's largest batch) and
         # each batch its first rows. The generator fills the array in order, so these are the
-        # very values a batch of its own would hold; making them was ~0.3-0.7 s of each case of
-        # the original grid at 384-512 px on the H200. Never on a CPU case: its peak resident
-        # memory is a figure, and the kept array would be in it.
+        # very values a batch of its own would hold. (On the H200 a case of the original grid at
+        # 384-512 px spent 0.3-0.7 s besides measuring and setup, growing with the batch; one
+        # 64 x 512 px batch takes 1.4 s to make on the 2-core box.) Never on a CPU case: its
+        # peak resident memory is a figure, and the kept array would be in it.
         self.keep_rows = keep_rows
         self.kept: dict[int, np.ndarray] = {}
 

@@ -32,8 +32,9 @@ def write_plots(out_dir: Path, rows: list[dict], results: list[Result], baseline
                 processes: int | None = None) -> list[Plot]:
     """Every plot that has something to show; stale files from an earlier rebuild are removed.
 
-    Rendering is most of a report's time (the original grid's 9 plots as PNG and SVG: 10.8 s at
-    the end of a sweep on the H200, 21 s on the 2-core box), and each plot is drawn on its own:
+    Rendering is most of a report's time (the original grid's 9 plots as PNG and SVG: 10.8 s
+    after the last case on the H200; a 72-case sweep's 11 plots: 14-16 s on the 2-core box), and
+    each plot is drawn on its own:
     they are drawn in ``processes`` processes at once (default: one per usable core, at most one
     per plot, from 8 plots on: 7 small plots took as long in two processes as in one on the
     2-core box). The final reports come after the last case, so nothing is measured beside them."""

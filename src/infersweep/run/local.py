@@ -100,9 +100,9 @@ class WorkerSlot:
             self.ahead.end(0)
         self.ahead = self._spawn(key, log, cpus)
 
-    def _take_ahead(self, key: tuple[str, str]) -> WorkerProcess | None:
-        """The worker started ahead for ``key``, if there is one and it is alive (one for
-        another key stays ahead)."""
+    def _take_ahead(self, key: tuple[str, str], now: float) -> WorkerProcess | None:
+        """The worker started ahead for ``key``, handed the slot at ``now``, if there is one and
+        it is alive (one for another key stays ahead)."""
         ahead = self.ahead
         if ahead is None or ahead.key != key:
             return None
@@ -110,6 +110,7 @@ class WorkerSlot:
         if not ahead.alive():
             ahead.end(0)
             return None
+        ahead.handed_over = now
         return ahead
 
     def _worker_for(self, key: tuple[str, str], log: Path) -> WorkerProcess:
@@ -124,26 +125,20 @@ class WorkerSlot:
             closing = time.monotonic()
             old.let_go()
             try:
-                self.worker = self._handed_over(key, closing) or self._spawn(key, log)
+                self.worker = self._take_ahead(key, closing) or self._spawn(key, log)
             finally:
                 old.end(10)
             self.worker.close_previous_s = time.monotonic() - closing
         if self.worker is None:
-            self.worker = self._handed_over(key, time.monotonic()) or self._spawn(key, log)
+            self.worker = self._take_ahead(key, time.monotonic()) or self._spawn(key, log)
         return self.worker
-
-    def _handed_over(self, key: tuple[str, str], now: float) -> WorkerProcess | None:
-        ahead = self._take_ahead(key)
-        if ahead is not None:
-            ahead.handed_over = now
-        return ahead
 
     def run_group(self, cases: list[Case], on_start: Callable[[Case], None],
                   on_result: Callable[[Result], None]) -> None:
         """Run every case of the group; each ends in exactly one on_result call."""
         pending = list(cases)
         log = self.job.log_dir / f"worker-{cases[0].case_id}.log"
-        key = (cases[0].backend, cases[0].device)
+        key = _key(cases)
         while pending and not self.stopping:
             worker = self._worker_for(key, log)
             oom_before = cgroup_oom_kills()

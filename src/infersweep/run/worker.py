@@ -201,12 +201,11 @@ class GroupRunner:
 
 
 def serve_group(request: GroupRequest, send, pinned: bool = False,
-                start: dict | None = None, released_s: float | None = None,
-                released_steps: dict | None = None) -> None:
+                start: dict | None = None, released: dict | None = None) -> None:
     """Every case of the group, in order; the group's session, model and data are gone when this
     returns (nothing outside holds the runner). ``start``: the process's own start (its first
-    group only), told with the first case's result. ``released_s``: how long letting go of the
-    group before took (``release_memory``), told with this group's first result."""
+    group only), told with the first case's result. ``released``: the steps of letting go of the
+    group before (``release_memory``), told with this group's first result."""
     print(f"infersweep worker {os.getpid()}: group of {len(request.cases)} case(s) from "
           f"{request.cases[0].case_id}", file=sys.stderr, flush=True)
     received = time.monotonic()
@@ -214,10 +213,9 @@ def serve_group(request: GroupRequest, send, pinned: bool = False,
     # A group's own start, harness time between its groups: the runner (probes' group start,
     # the runtime's modules) and the release of the group before, on the first result.
     group_start: dict = {"runner": round(time.monotonic() - received, 3)}
-    if released_s is not None:
-        group_start["release_previous"] = round(released_s, 3)
-    if released_steps:
-        group_start["release_steps"] = released_steps
+    if released is not None:
+        group_start["release_previous"] = round(sum(released.values()), 3)
+        group_start["release_steps"] = released
     if start is not None:
         start = {**start, "runner": group_start["runner"]}
     try:
@@ -285,8 +283,8 @@ def release_memory() -> dict[str, float]:
 def preload(backend: str, device: str = "") -> None:
     """Import the runtime of ``backend`` (torch: 3 s on the 2-core box, 6-7 s on the H200) before
     the first request comes, and torch for a CUDA worker: the GPU memory probe measures the CUDA
-    context through it (an ONNX Runtime worker's first runner took 3.9-4.5 s on the H200, mostly
-    that import). A failure is left to the group's runner, which charges it to a case."""
+    context through it (an ONNX Runtime worker's first runner took 3.9-4.5 s on the H200, that
+    import and a CUDA context; how it splits was not measured). A failure is left to the group's runner, which charges it to a case."""
     try:
         from infersweep.backends import get_backend
 
@@ -359,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         channel.write(event.to_line())
         channel.flush()
 
-    released_s, released_steps = None, None
+    released = None
     while line := sys.stdin.readline():  # one request per line, until the parent closes stdin
         if not line.strip():
             continue
@@ -367,11 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         redirect_output(request.log)
         pin(request.cpus)
         serve_group(request, send, pinned=bool(args.cpus or request.cpus), start=start,
-                    released_s=released_s, released_steps=released_steps)
+                    released=released)
         start = None
-        released = time.monotonic()
-        released_steps = release_memory()
-        released_s = time.monotonic() - released
+        released = release_memory()
         send(GroupDone(request.cases[0].case_id))
     channel.close()
     return 0
