@@ -156,10 +156,18 @@ def timeline(root: Path, phase: str) -> dict[str, float] | None:
     for r in rows_:
         info = r["info"]
         spent = info.get("spent_s") or {}
-        accounted = sum(spent.get(k, 0.0) for k in ("measuring", "setup", "pipelined", "probes"))
+        accounted = sum(spent.get(k, 0.0) for k in ("measuring", "setup", "pipelined", "probes",
+                                                    "data", "output"))
         if "setup" not in spent:
             accounted += r.get("setup_s") or 0.0
         out["inside cases, untracked"] += r["wall_s"] - accounted
+        for step in ("data", "output"):  # the batch made and placed; the last output fetched
+            if step in spent:
+                out[f"inside cases: {step}"] = out.get(f"inside cases: {step}", 0.0) + spent[step]
+        # Each probe hook's seconds (begin, before and end are harness no other figure holds;
+        # noise and after_warmup are inside measuring, after inside probes).
+        for hook, seconds in (info.get("probe_s") or {}).items():
+            out[f"  probe {hook}"] = out.get(f"  probe {hook}", 0.0) + seconds
         group = info.get("group_start_s") or {}
         out["group start: runner"] += group.get("runner", 0.0)
         out["group start: release before"] += group.get("release_previous", 0.0)

@@ -103,6 +103,12 @@ def test_the_run_says_where_its_time_went(sweep):
         # agreement, memory, FLOPs) always run; pipelined throughput only where runs overlap
         assert r["info"]["spent_s"]["probes"] > 0
         assert r["info"]["spent_s"]["pipelined"] >= 0
+        # the batch made and placed, the last output fetched: harness inside the case, named
+        assert r["info"]["spent_s"]["data"] > 0 and r["info"]["spent_s"]["output"] >= 0
+        # every probe hook's seconds that took a millisecond or more
+        assert all(v >= 0.001 for v in r["info"]["probe_s"].values())
+    # the agreement probe computes or reads its fp32 reference after the timed loop
+    assert any(r["info"]["probe_s"].get("agreement.after", 0) > 0 for r in results)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("time: wall ") and "harness per case" in last
     md = (out / "report.md").read_text()

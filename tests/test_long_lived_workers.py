@@ -88,6 +88,9 @@ def test_a_group_of_another_backend_gets_its_own_worker(tmp_path):
         assert (start["close_previous"] < 0.05) if size == SIZES[0] else \
             (start["close_previous"] > 0.001)
         assert not any("worker_start_s" in r.info for r in rest)
+        # the imports are out of the collector's sight: a collection after a group skips them
+        assert first.info["worker_gc_frozen"] > 1000
+        assert not any("worker_gc_frozen" in r.info for r in rest)
     # One log per group, as before: each group's output is in its own file.
     assert sorted(p.name for p in tmp_path.glob("worker-*.log")) == sorted(
         f"worker-{g[0].case_id}.log" for g in (ok, other, ok_again))

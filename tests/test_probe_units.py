@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -98,14 +99,27 @@ def test_gpu_memory_without_nvml_falls_back_only_for_a_torch_allocator(monkeypat
                                     "install with: pip install 'infersweep[gpu]'"]
 
 
-def test_flops_counted_once_per_group_and_achieved_tflops_derived(monkeypatch):
+def test_flops_counted_once_per_model_and_size_and_achieved_tflops_derived(monkeypatch, tmp_path):
+    from infersweep.artefacts.cache import ArtifactCache
+
     calls = []
     monkeypatch.setattr("infersweep.probes.flops.gflops_per_image",
                         lambda model, size: calls.append(size) or 3.63)
-    probe, ctx = Flops(), _ctx(source=SimpleNamespace(model=lambda: "model"))
+    source = SimpleNamespace(model=lambda: "model", name="resnet18", weights_key="random-seed0",
+                             onnx_file=None)
+    probe, ctx = Flops(), _ctx(source=source, cache=ArtifactCache(tmp_path))
     for _ in range(3):
         probe.begin(ctx)
     assert calls == [32] and probe.after(ctx).fields == {"gflops_per_image": 3.63}
+    # the next group (another worker, another run) on this cache reads the count: no model built
+    again = Flops()
+    again.begin(ctx)
+    assert calls == [32] and again.after(ctx).fields == {"gflops_per_image": 3.63}
+    # another size, or other weights, is counted anew
+    Flops().begin(_ctx(case=replace(CPU, image_size=64), source=source, cache=ctx.cache))
+    Flops().begin(_ctx(source=SimpleNamespace(**{**vars(source), "weights_key": "w2"}),
+                       cache=ctx.cache))
+    assert calls == [32, 64, 32]
     row = {"gflops_per_image": 3.63, "batch_size": 8, "latency_ms_median": 100.0}
     assert Flops.derive(row) == {"achieved_tflops": pytest.approx(3.63 * 8 / 100.0)}
     assert Flops.derive({**row, "latency_ms_median": None}) == {}

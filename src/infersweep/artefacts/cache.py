@@ -76,6 +76,7 @@ KINDS = {
     "onnx": "ONNX exports",
     "onnx-int8": "INT8-quantized ONNX models",
     "reference": "fp32 reference outputs (agreement)",
+    "flops": "FLOPs per image of a model at a size (the FLOPs probe)",
     "trt": "ONNX Runtime TensorRT engines and timing caches",
     "torch-tensorrt": "Torch-TensorRT programs",
     "openvino": "OpenVINO compiled-model cache",

@@ -8,6 +8,7 @@ its status, a probe never costs more than its own figures.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 
 from infersweep.probes.base import Probe, ProbeContext, Reading
@@ -22,6 +23,9 @@ class GroupProbes:
     def __init__(self, probes: list[Probe], ctx: ProbeContext):
         """Calls ``start_group`` with the group's first case in ``ctx.case``."""
         self.group_warnings: list[str] = []  # repeated on every case of the group
+        # Seconds each probe's hooks took in the case in flight, summed ("gpu_memory.begin"):
+        # a case's harness time that no other figure names (seed_grid.py adds them up).
+        self.spent: dict[str, float] = {}
         self.warnings: list[str] = []  # the case in flight's
         self.probes = [p for p in probes
                        if self._call(p, "applies", ctx, self.group_warnings)
@@ -31,16 +35,21 @@ class GroupProbes:
 
     def _call(self, probe: Probe, hook: str, ctx: ProbeContext, warnings: list[str]):
         """What the hook returned (True for None); False when it raised."""
+        start = time.perf_counter()
         try:
             returned = getattr(probe, hook)(ctx)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             warnings.append(f"probe {probe.name} failed in {hook}: {short_reason(exc)}")
             return False
+        finally:
+            key = f"{probe.name}.{hook}"
+            self.spent[key] = self.spent.get(key, 0.0) + time.perf_counter() - start
         return True if returned is None else returned
 
     def begin(self, ctx: ProbeContext) -> None:
         self.warnings = list(self.group_warnings)
+        self.spent = {}
         self.applied = [p for p in self.probes if self._call(p, "applies", ctx, self.warnings)]
         self.active = list(self.applied)
         self.hook("begin", ctx)
@@ -70,3 +79,7 @@ class GroupProbes:
         """Every probe that applied to the case, failed or not: a sampler must stop."""
         for probe in self.applied:
             self._call(probe, "end", ctx, self.warnings)
+
+    def hook_seconds(self) -> dict[str, float]:
+        """The case's probe hooks that took a millisecond or more, in seconds."""
+        return {k: round(v, 4) for k, v in self.spent.items() if v >= 0.001}
