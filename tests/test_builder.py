@@ -162,4 +162,4 @@ def test_the_next_backends_worker_starts_ahead_on_the_builder_core_and_measures_
     # Pipelined throughput (GPU cases) costs at most 5% of a briefly timed case's measuring
     for r in results:
         spent = r.info["spent_s"]
-        assert spent["pipelined"] <= 0.05 * spent["measuring"] + 0.01, spent
+        assert spent["pipelined"] <= 0.05 * spent["measuring"] + 0.05, spent  # + scheduling noise

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import FAST, cli, stored, workers_of
+from conftest import FAST, cli, stored
 from fault_backend import FAULT_BATCH
 
 
@@ -60,7 +60,10 @@ def test_ctrl_c_before_the_first_case_ends_says_so(tmp_path):
     out = tmp_path / "run"
     proc = _start("--backends", "fault-ok", "--sizes", "8", "--batches", "1", "--min-time", "20",
                   "--max-time", "20", "--out", out)
-    _wait(lambda: workers_of(proc.pid), proc, "a worker")  # the first case is in flight
+    # The first case is in flight once its worker has the group (a worker exists earlier: it
+    # starts while the parent describes the machine)
+    _wait(lambda: any("group of" in log.read_text() for log in out.glob("logs/worker-*.log")),
+          proc, "a worker serving its group")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stdout + stderr

@@ -87,10 +87,6 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
 
         if fresh:
             store.delete_all()
-        env = envmod.collect()
-        store.set_meta("env", env)
-        store.set_meta("spec", _spec_json(spec))
-        (out_dir / "env.json").write_text(json.dumps(env, indent=1))
         (out_dir / "logs").mkdir(exist_ok=True)
 
         # --repeats: an ok case measured in fewer processes than asked runs the missing ones.
@@ -99,6 +95,19 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         finished = {cid: status for cid, status in store.finished(retry_failed, spec.quick).items()
                     if cid not in short}
         plan = make_plan(spec, finished, gpu_present, only, store.statuses())
+        to_run = [p.case for p in plan if p.action == RUN]
+        # Seen working in this run, or before on this machine with this cache: not scouted.
+        proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
+                  if r.status == "ok"} | history.proven_combinations()
+        order = order_groups(group_cases(to_run), proven)
+        if order:
+            # The first worker's interpreter and runtime import (torch: 6 s on the H200) run
+            # while this process describes the machine and writes the first reports.
+            executor.start_early(order[0])
+        env = envmod.collect()
+        store.set_meta("env", env)
+        store.set_meta("spec", _spec_json(spec))
+        (out_dir / "env.json").write_text(json.dumps(env, indent=1))
         remember_input_sizes()  # the plan's dry runs, for the next run's plan
         for p in plan:
             if p.action in (UNSUPPORTED, UNAVAILABLE):
@@ -116,7 +125,6 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
 
         ran = 0
         lock = threading.Lock()  # results arrive from one thread per GPU in a multi-GPU sweep
-        to_run = [p.case for p in plan if p.action == RUN]
         needed = {c.case_id: short.get(c.case_id, spec.repeats) for c in to_run}
         rows_so_far = {cid: stored[cid] for cid in short}  # merged into, process by process
         stopped: set[str] = set()  # cases whose last process failed: no further rounds
@@ -145,9 +153,6 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                     ran += 1
                     observer.case_finished(merged)
 
-        # Seen working in this run, or before on this machine with this cache: not scouted.
-        proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
-                  if r.status == "ok"} | history.proven_combinations()
         interrupted = False
         try:
             # Round robin: every case once, then every case again..., so that slow drift of the
@@ -157,7 +162,8 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                          if needed[c.case_id] > round_index and c.case_id not in stopped]
                 if not cases:
                     break
-                executor.run(order_groups(group_cases(cases), proven), on_start, on_result)
+                groups = order if round_index == 0 else order_groups(group_cases(cases), proven)
+                executor.run(groups, on_start, on_result)
         except KeyboardInterrupt:
             executor.stop()
             interrupted = True

@@ -23,6 +23,10 @@ class Executor(Protocol):
             on_result: Callable[[Result], None]) -> None:
         """Run every group; callbacks may come from several threads (the caller locks)."""
 
+    def start_early(self, first: list[Case]) -> None:
+        """Start what the first group will need (its worker) before ``run``, while the sweep
+        still describes the machine and writes its first reports; it may do nothing."""
+
     def stop(self) -> None:
         """Ctrl-C: kill what is in flight; nothing may keep running after this returns."""
 

@@ -117,17 +117,16 @@ class WorkerSlot:
         """The live worker of this key, or a fresh one (a worker of another key is closed)."""
         old = self.worker
         if old is not None and (old.key != key or not old.alive()):
-            # The old worker exits (its runtime's teardown: a CUDA context, a compile pool) while
-            # its successor starts (interpreter, imports) or, started ahead, waits; the successor
-            # gets its first group only once the old one is gone, so nothing is measured beside
-            # either.
+            # The old worker is idle (its group is done) or dead: it is killed, not waited for,
+            # while its successor starts (interpreter, imports) or, started ahead, waits; the
+            # successor gets its first group only once the old one is gone, so nothing is
+            # measured beside either.
             self.worker = None
             closing = time.monotonic()
-            old.let_go()
             try:
                 self.worker = self._take_ahead(key, closing) or self._spawn(key, log)
             finally:
-                old.end(10)
+                old.dismiss()
             self.worker.close_previous_s = time.monotonic() - closing
         if self.worker is None:
             self.worker = self._take_ahead(key, time.monotonic()) or self._spawn(key, log)
@@ -228,12 +227,13 @@ class WorkerSlot:
             worker.end(wait_s)
 
     def close(self) -> None:
-        """End the worker kept for the next group, and one started ahead: they exit when their
-        stdin closes."""
-        self._discard(10)
-        ahead, self.ahead = self.ahead, None
-        if ahead is not None:
-            ahead.end(10)
+        """End the worker kept for the next group, and one started ahead: both idle, so they are
+        killed at once (``WorkerProcess.dismiss``)."""
+        worker, self.worker = self.worker, None
+        for idle in (worker, self.ahead):
+            if idle is not None:
+                idle.dismiss()
+        self.ahead = None
 
     def stop(self) -> None:
         """Kill the worker in flight (Ctrl-C), and one started ahead: nothing may keep running
@@ -320,6 +320,8 @@ class LocalExecutor:
         self.slots: list[WorkerSlot] = []
         self.prebuilder: Prebuilder | None = None
         self.stopping = False
+        # start_early's slot (for the GPU phase or not), its worker started ahead
+        self.early: tuple[bool, WorkerSlot] | None = None
 
     def _slot(self, gpu: int | None, gpu_phase: bool) -> WorkerSlot:
         job = replace(self.job, gpu=gpu, cpu_threads=self.gpu_threads if gpu is not None else None)
@@ -330,6 +332,27 @@ class LocalExecutor:
         if self.stopping:
             slot.stop()
         return slot
+
+    def start_early(self, first: list[Case]) -> None:
+        """The first group's worker starts now, on the cores it will measure on (nothing else
+        runs yet), and waits for its group as any worker started ahead. Not for parallel GPUs:
+        each of their slots starts its own."""
+        gpu_phase = first[0].device == "cuda"
+        if self.early is not None or (gpu_phase and len(self.gpus) > 1):
+            return
+        slot = self._slot(self.gpus[0] if gpu_phase and self.gpus else None, gpu_phase)
+        slot.prestart(_key(first), slot.job.cpus or (),
+                      self.job.log_dir / f"worker-{first[0].case_id}.log")
+        self.early = (gpu_phase, slot)
+
+    def _first_slot(self, gpu: int | None, gpu_phase: bool) -> WorkerSlot:
+        """The slot start_early made for this phase, or a new one."""
+        early, self.early = self.early, None
+        if early is not None and early[0] == gpu_phase:
+            return early[1]
+        if early is not None:  # made for the other phase: its worker is not needed
+            early[1].close()
+        return self._slot(gpu, gpu_phase)
 
     def _serve(self, slot: WorkerSlot, group: list[Case], upcoming: list[list[Case]],
                on_start: Callable[[Case], None], on_result: Callable[[Result], None]) -> None:
@@ -357,7 +380,7 @@ class LocalExecutor:
                 self._run_gpu(gpu_groups, on_start, on_result)
             self.prebuilder.close()  # never alongside a CPU measurement
             if cpu_groups:
-                slot = self._slot(None, gpu_phase=False)
+                slot = self._first_slot(None, gpu_phase=False)
                 for group in cpu_groups:
                     slot.run_group(group, on_start, on_result)
         except BaseException:  # Ctrl-C or a bug: kill, do not wait for anything to finish
@@ -376,7 +399,7 @@ class LocalExecutor:
             slots = [self._slot(g, gpu_phase=True) for g in self.gpus]
             run_in_parallel(groups, slots, on_start, on_result, serve)
             return
-        slot = self._slot(self.gpus[0] if self.gpus else None, gpu_phase=True)
+        slot = self._first_slot(self.gpus[0] if self.gpus else None, gpu_phase=True)
         for i, group in enumerate(groups):
             after = groups[i + 1] if i + 1 < len(groups) else None
             if after is not None and self.split is not None and _key(after) != _key(group):

@@ -208,6 +208,9 @@ class RayExecutor:
         self.token = 0
         self.nodes_seen: tuple[float, list] = (-NODES_EVERY_S, [])  # (when, ray.nodes())
 
+    def start_early(self, first: list[Case]) -> None:
+        pass  # each task starts its own worker on whichever node Ray picks
+
     def gpu_count(self) -> int:
         """The cluster's GPUs: a sweep plans CUDA cases when any node has one."""
         return int(self.ray.cluster_resources().get("GPU", 0))
