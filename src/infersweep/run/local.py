@@ -117,16 +117,20 @@ class WorkerSlot:
         """The live worker of this key, or a fresh one (a worker of another key is closed)."""
         old = self.worker
         if old is not None and (old.key != key or not old.alive()):
-            # The old worker is idle (its group is done) or dead: it is killed, not waited for,
-            # while its successor starts (interpreter, imports) or, started ahead, waits; the
-            # successor gets its first group only once the old one is gone, so nothing is
-            # measured beside either.
+            # The old worker exits (its runtime's teardown: a CUDA context, a compile pool) while
+            # its successor starts (interpreter, imports) or, started ahead, waits; the successor
+            # gets its first group only once the old one is gone, so nothing is measured beside
+            # either. Not killed: torch.compile may write a graph's FX-graph cache entry well
+            # after the case (once its background kernel compilation is done), at the latest as
+            # the process exits; on the H200 a cold run's killed worker never wrote its entry,
+            # and the warm run compiled that shape again (10.6 s instead of 1.4-3 s).
             self.worker = None
             closing = time.monotonic()
+            old.let_go()
             try:
                 self.worker = self._take_ahead(key, closing) or self._spawn(key, log)
             finally:
-                old.dismiss()
+                old.end(10)
             self.worker.close_previous_s = time.monotonic() - closing
         if self.worker is None:
             self.worker = self._take_ahead(key, time.monotonic()) or self._spawn(key, log)
@@ -227,13 +231,12 @@ class WorkerSlot:
             worker.end(wait_s)
 
     def close(self) -> None:
-        """End the worker kept for the next group, and one started ahead: both idle, so they are
-        killed at once (``WorkerProcess.dismiss``)."""
-        worker, self.worker = self.worker, None
-        for idle in (worker, self.ahead):
-            if idle is not None:
-                idle.dismiss()
-        self.ahead = None
+        """End the worker kept for the next group, and one started ahead: they exit when their
+        stdin closes (an orderly exit: see _worker_for)."""
+        self._discard(10)
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            ahead.end(10)
 
     def stop(self) -> None:
         """Kill the worker in flight (Ctrl-C), and one started ahead: nothing may keep running

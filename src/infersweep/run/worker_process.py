@@ -133,13 +133,6 @@ class WorkerProcess:
         except OSError:
             pass
 
-    def dismiss(self) -> None:
-        """End a worker that is idle between groups (every result of its last group is in):
-        killed at once, with whatever it started, instead of waiting for its runtime's orderly
-        teardown (atexit hooks, a compile pool's shutdown), which nothing needs: the GPU
-        memory and the context go back when the process is gone either way."""
-        self.end(0)
-
     def end(self, wait_s: float) -> None:
         """Close its stdin (a healthy worker exits), wait up to ``wait_s`` for it, then kill its
         process group: nothing it started survives it."""
