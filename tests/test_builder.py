@@ -163,3 +163,25 @@ def test_the_next_backends_worker_starts_ahead_on_the_builder_core_and_measures_
     for r in results:
         spent = r.info["spent_s"]
         assert spent["pipelined"] <= 0.05 * spent["measuring"] + 0.05, spent  # + scheduling noise
+
+
+def test_the_successor_starts_two_groups_before_the_last_one(tmp_path, two_cores_split):
+    """A worker's last group can be shorter than its successor's import (torch: 7.5-9.9 s on the
+    H200): the successor is started while the worker still has two groups to go."""
+    groups = [_group("fault-ok", "cuda", 8), _group("fault-ok", "cuda", 16),
+              _group("fault-raise", "cuda", 24)]
+    executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
+                             usable_cores=2)
+    ahead_at = {}  # each case's size and batch -> the key of the worker started ahead then
+
+    def on_start(case):
+        ahead = executor.slots[0].ahead
+        ahead_at[(case.image_size, case.batch_size)] = ahead and ahead.key
+
+    results = []
+    executor.run(groups, on_start, results.append)
+    assert [r.status for r in results] == ["ok"] * 6
+    assert ahead_at[(8, 1)] == ahead_at[(16, 1)] == ("fault-raise", "cuda")
+    assert ahead_at[(24, 1)] is None  # handed over
+    pids = {r.case.image_size: r.info["worker_pid"] for r in results}
+    assert pids[8] == pids[16] != pids[24]
