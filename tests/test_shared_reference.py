@@ -105,3 +105,27 @@ def test_a_gpu_groups_batches_are_the_first_rows_of_one_array_with_the_same_valu
         assert np.shares_memory(batch, first)  # not made again
     assert np.array_equal(kept.batch(12, 16), alone.batch(12, 16))  # beyond it: made anew
     assert not alone.kept  # a CPU case's data is its own, as before
+
+
+def test_a_gpu_groups_synthetic_batch_is_drawn_once_and_read_back_by_other_groups(
+        tmp_path, monkeypatch):
+    """The kept batch goes to the artefact cache: another group of that size (another backend,
+    precision, worker) reads the very values instead of drawing 64 x 512 px again."""
+    from infersweep.artefacts import inputs
+    from infersweep.artefacts.cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path)
+    first = inputs.BatchSource("synthetic", seed=3, keep_rows=8, cache=cache)
+    alone = inputs.BatchSource("synthetic", seed=3)
+    assert np.array_equal(first.batch(2, 16), alone.batch(2, 16))
+    assert len(list((tmp_path / "inputs").glob("*/batch.npy"))) == 1
+
+    def no_drawing(*args):
+        raise AssertionError("drawn again")
+
+    monkeypatch.setattr(inputs, "synthetic_batch", no_drawing)
+    again = inputs.BatchSource("synthetic", seed=3, keep_rows=8, cache=cache)
+    for rows in (2, 8):
+        assert np.array_equal(again.batch(rows, 16), first.kept[16][:rows])
+    with pytest.raises(AssertionError, match="drawn again"):  # another seed is not the same data
+        inputs.BatchSource("synthetic", seed=4, keep_rows=8, cache=cache).batch(2, 16)

@@ -89,7 +89,7 @@ class GroupRunner:
             keep = (max(c.batch_size for c in self.ctx.group if c.scope == "compute")
                     if case.device == "cuda" and case.scope == "compute" else 0)
             self.batches = BatchSource(case.data, self.ctx.seed, self.ctx.source.normalisation(),
-                                       keep_rows=keep)
+                                       keep_rows=keep, cache=self.ctx.cache)
         return self.batches
 
     def run_case(self, case: Case) -> Result:
