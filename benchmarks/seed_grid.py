@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import signal
 import statistics
 import subprocess
@@ -100,10 +101,13 @@ def split(root: Path, phase: str) -> dict:
     workers = set()
     starts: dict[str, float] = {}  # the workers' starts, summed (info.worker_start_s)
     for r in rows(root, phase).values():
-        setup += r.get("setup_s") or 0.0
+        spent = (r.get("info") or {}).get("spent_s") or {}
+        # A row's setup_s is its group's whole setup (model, session) plus its own shape's:
+        # summed over rows, the group's part counted once per case. The worker's account
+        # (spent_s) charges it to the group's first case only, as the run's own split does.
+        setup += spent["setup"] if "setup" in spent else (r.get("setup_s") or 0.0)
         for part, seconds in ((r.get("info") or {}).get("worker_start_s") or {}).items():
             starts[part] = starts.get(part, 0.0) + seconds
-        spent = (r.get("info") or {}).get("spent_s") or {}
         pipelined += spent.get("pipelined", 0.0)
         probes += spent.get("probes", 0.0)
         workers.add((r.get("info") or {}).get("worker_pid"))
@@ -179,6 +183,22 @@ def timeline(root: Path, phase: str) -> dict[str, float] | None:
     return out
 
 
+def parent_phases(root: Path, phase: str) -> dict | None:
+    """When the run's parent reached each step before its first case (store meta
+    "parent_phases"), or None for a run that did not record them."""
+    db = root / phase / "results.sqlite"
+    if not db.exists():
+        return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'parent_phases'").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return json.loads(row[0]) if row else None
+
+
 def label(r: dict) -> str:
     return (f"{r['backend']:<13} {r['precision']} {r['image_size']:>3}px bs{r['batch_size']:<3}")
 
@@ -211,6 +231,10 @@ def report(root: Path) -> int:
                   f"{t.get('imports', 0):.1f} s, runtime {t.get('runtime', 0):.1f} s, first "
                   f"runner {t.get('runner', 0):.1f} s), closing the worker before "
                   f"{t.get('close_previous', 0):.1f} s{ahead}")
+        phases = parent_phases(root, phase)
+        if phases:
+            print("       the parent, from its start: " + ", ".join(
+                f"{step} at {seconds:.1f} s" for step, seconds in phases.items()))
         gaps = timeline(root, phase)
         if gaps:
             print("       harness, from the cases' start times: " + ", ".join(

@@ -185,3 +185,20 @@ def test_the_successor_starts_two_groups_before_the_last_one(tmp_path, two_cores
     assert ahead_at[(24, 1)] is None  # handed over
     pids = {r.case.image_size: r.info["worker_pid"] for r in results}
     assert pids[8] == pids[16] != pids[24]
+
+
+def test_a_worker_started_ahead_is_not_replaced_by_the_next_one_before_its_group(
+        tmp_path, two_cores_split):
+    """Backends of one group each (a cold run scouts so): the worker started ahead for the
+    second group serves it, although the third group's worker is started before it begins."""
+    groups = [_group("fault-ok", "cuda", 8), _group("fault-raise", "cuda", 16),
+              _group("fault-garbage", "cuda", 24)]
+    executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
+                             usable_cores=2)
+    results = []
+    executor.run(groups, lambda case: None, results.append)
+    first = {r.case.image_size: r.info for r in results if r.case.batch_size == 1}
+    assert "started_ahead" not in first[8]["worker_start_s"]  # nothing was running before it
+    assert first[16]["worker_start_s"]["started_ahead"] > 0
+    assert first[24]["worker_start_s"]["started_ahead"] > 0
+    assert len({info["worker_pid"] for info in first.values()}) == 3

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,14 @@ def test_the_run_says_where_its_time_went(sweep):
         assert all(v >= 0.001 for v in r["info"]["probe_s"].values())
     # the agreement probe computes or reads its fp32 reference after the timed loop
     assert any(r["info"]["probe_s"].get("agreement.after", 0) > 0 for r in results)
+    # the parent's own start, step by step, from its process's start to the first case
+    con = sqlite3.connect(out / "results.sqlite")
+    phases = json.loads(con.execute(
+        "SELECT value FROM meta WHERE key = 'parent_phases'").fetchone()[0])
+    con.close()
+    assert list(phases) == ["run_sweep", "plan", "first_worker_started", "cases_begin"]
+    assert 0 < phases["run_sweep"] <= phases["plan"] <= phases["first_worker_started"] <= \
+        phases["cases_begin"] < 60
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("time: wall ") and "harness per case" in last
     md = (out / "report.md").read_text()

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from infersweep import PROCESS_START
 from infersweep import env as envmod
 from infersweep.results import history, repeats
 from infersweep.case import Case, group_cases
@@ -55,6 +56,9 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
               retry_failed: bool = False, gpu_present: bool = False,
               only: Filter | None = None) -> SweepOutcome:
     started = time.monotonic()
+    # Seconds from this process's start to each step before the first case: the parent's share
+    # of "run start to first case" (store meta "parent_phases"; benchmarks/seed_grid.py).
+    phases = {"run_sweep": round(started - PROCESS_START, 3)}
     store = Store(out_dir / "results.sqlite")
     executor: Executor | None = None
     try:
@@ -95,6 +99,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         finished = {cid: status for cid, status in store.finished(retry_failed, spec.quick).items()
                     if cid not in short}
         plan = make_plan(spec, finished, gpu_present, only, store.statuses())
+        phases["plan"] = round(time.monotonic() - PROCESS_START, 3)
         to_run = [p.case for p in plan if p.action == RUN]
         # Seen working in this run, or before on this machine with this cache: not scouted.
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
@@ -104,6 +109,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
             # The first worker's interpreter and runtime import (torch: 6 s on the H200) run
             # while this process describes the machine and writes the first reports.
             executor.start_early(order[0])
+            phases["first_worker_started"] = round(time.monotonic() - PROCESS_START, 3)
         env = envmod.collect()
         store.set_meta("env", env)
         store.set_meta("spec", _spec_json(spec))
@@ -153,6 +159,8 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
                     ran += 1
                     observer.case_finished(merged)
 
+        phases["cases_begin"] = round(time.monotonic() - PROCESS_START, 3)
+        store.set_meta("parent_phases", phases)
         interrupted = False
         try:
             # Round robin: every case once, then every case again..., so that slow drift of the

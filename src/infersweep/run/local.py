@@ -140,6 +140,13 @@ class WorkerSlot:
             self.worker = self._take_ahead(key, time.monotonic()) or self._spawn(key, log)
         return self.worker
 
+    def ready(self, key: tuple[str, str], log: Path) -> None:
+        """Make the worker of ``key`` the slot's own now (the one before it closed, one started
+        ahead for ``key`` handed over), so that starting the next key's worker ahead cannot
+        replace it while it waits: a run of one-group backends (a cold run's scouting) had
+        every worker started ahead killed and spawned again."""
+        self._worker_for(key, log)
+
     def run_group(self, cases: list[Case], on_start: Callable[[Case], None],
                   on_result: Callable[[Result], None]) -> None:
         """Run every case of the group; each ends in exactly one on_result call."""
@@ -411,6 +418,7 @@ class LocalExecutor:
             after = next((g for g in groups[i + 1:i + 1 + PRESTART_GROUPS]
                           if _key(g) != _key(group)), None)
             if after is not None and self.split is not None:
+                slot.ready(_key(group), self.job.log_dir / f"worker-{group[0].case_id}.log")
                 # The worker has at most PRESTART_GROUPS groups left: its successor starts now,
                 # on the builder's cores, instead of after it (6-8 s per switch on the H200;
                 # started one group ahead, its import of torch, 7.5-9.9 s there, outlasted a
