@@ -223,3 +223,27 @@ def test_plugins_variable_reaches_the_registry_of_a_fresh_process(tmp_path):
                            text=True, check=True).stdout.strip().split(",")
     assert names == ["cpu_memory", "gpu_memory", "energy", "contention", "flops", "model_size",
                      "agreement", "accuracy", "scenario", "toy"]
+
+
+def test_parameters_counted_once_per_model_and_weights_in_the_cache(tmp_path):
+    """An ONNX Runtime group's export is cached: counting the torch model's parameters would
+    build that model for nothing (2.5 s of the first such case on the H200). The count is kept."""
+    import torch
+
+    from infersweep.artefacts.cache import ArtifactCache
+    from infersweep.probes.model_size import ModelSize
+
+    built = []
+
+    def model():
+        built.append(1)
+        return torch.nn.Linear(3, 2)  # 8 parameters
+
+    source = SimpleNamespace(model=model, name="tiny", weights_key="random-seed0", onnx_file=None)
+    ctx = _ctx(source=source, cache=ArtifactCache(tmp_path), session=None)
+    assert ModelSize().after(ctx).fields == {"params_m": 8 / 1e6}
+    assert ModelSize().after(ctx).fields == {"params_m": 8 / 1e6}  # another group, from the cache
+    assert built == [1]
+    other = SimpleNamespace(**{**vars(source), "weights_key": "w2"})
+    ModelSize().after(_ctx(source=other, cache=ctx.cache, session=None))
+    assert built == [1, 1]

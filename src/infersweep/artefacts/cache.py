@@ -77,6 +77,7 @@ KINDS = {
     "onnx-int8": "INT8-quantized ONNX models",
     "reference": "fp32 reference outputs (agreement)",
     "flops": "FLOPs per image of a model at a size (the FLOPs probe)",
+    "params": "parameter count of a model (the model size probe)",
     "inputs": "synthetic input batches of GPU groups, shared by backends and precisions",
     "trt": "ONNX Runtime TensorRT engines and timing caches",
     "torch-tensorrt": "Torch-TensorRT programs",

@@ -25,7 +25,10 @@ probe; that probe is left out for the rest of the case (for the group, if ``star
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -114,3 +117,19 @@ class Probe:
         """Columns computed from a finished row (its latency statistics and stored fields) each
         time a row is produced, never stored: they cannot disagree with the samples."""
         return {}
+
+
+def cached_model_figure(cache, kind: str, source, key: dict, compute: Callable[[], float]) -> float:
+    """A figure of a torch model (FLOPs at a size, parameters) computed once per model and weights
+    and kept in the artefact cache under ``kind``: computing it builds the torch model, which an
+    ONNX Runtime group, whose export is cached, needs for nothing else (on the H200 the first
+    ONNX Runtime group spent 2.5 s of its case on that)."""
+    import torch
+
+    def build(out_dir: Path) -> None:
+        (out_dir / "value.json").write_text(json.dumps(compute()))
+
+    full_key = {"model": source.name, "weights": source.weights_key, **key,
+                "torch": torch.__version__}
+    entry, _ = cache.get_or_build(kind, full_key, build)
+    return float(json.loads((entry / "value.json").read_text()))

@@ -6,10 +6,8 @@ utilisation against the machine's peak (peaks.py) is the report's business.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+from infersweep.probes.base import (Column, Probe, ProbeContext, Reading,
+                                    cached_model_figure)
 
 GFLOPS = Column("gflops_per_image", "GFLOPs/img", ".2f")
 ACHIEVED_TFLOPS = Column("achieved_tflops", "TFLOP/s", ".2f", in_table=False)
@@ -24,22 +22,6 @@ def gflops_per_image(model, image_size: int) -> float:
     with torch.inference_mode(), counter:
         model(x)
     return counter.get_total_flops() / 1e9
-
-
-def cached_gflops_per_image(source, image_size: int, cache) -> float:
-    """``gflops_per_image`` counted once per model, weights and size and kept in the cache: the
-    count builds the torch model and runs it once on the CPU, which an ONNX Runtime group (whose
-    export is cached) needs for nothing else; it was 3.4 s of such a case on the 2-core box."""
-    import torch
-
-    def count(out_dir: Path) -> None:
-        (out_dir / "gflops.json").write_text(
-            json.dumps(gflops_per_image(source.model(), image_size)))
-
-    key = {"model": source.name, "weights": source.weights_key, "image_size": image_size,
-           "torch": torch.__version__}
-    entry, _ = cache.get_or_build("flops", key, count)
-    return float(json.loads((entry / "gflops.json").read_text()))
 
 
 def onnx_graph_gflops(path: str, image_size: int) -> float:
@@ -101,7 +83,9 @@ class Flops(Probe):
             except Exception as exc:
                 self.reason = f"FLOPs not counted for the ONNX file: {exc}"
         elif self.gflops is None:
-            self.gflops = cached_gflops_per_image(ctx.source, ctx.case.image_size, ctx.cache)
+            self.gflops = cached_model_figure(
+                ctx.cache, "flops", ctx.source, {"image_size": ctx.case.image_size},
+                lambda: gflops_per_image(ctx.source.model(), ctx.case.image_size))
 
     def after(self, ctx: ProbeContext) -> Reading:
         if self.gflops is None:

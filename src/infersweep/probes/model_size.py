@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+from infersweep.probes.base import (Column, Probe, ProbeContext, Reading,
+                                    cached_model_figure)
 
 PARAMS = Column("params_m", "Params (M)", ".2f")
 ARTIFACT = Column("artifact_mb", "Artifact MB", ".1f", in_table=False)
@@ -55,8 +56,9 @@ class ModelSize(Probe):
     def after(self, ctx: ProbeContext) -> Reading:
         if self.params is None:
             onnx_file = getattr(ctx.source, "onnx_file", None)
-            self.params = (onnx_parameter_count(onnx_file) if onnx_file else
-                           sum(p.numel() for p in ctx.source.model().parameters()))
+            self.params = int(onnx_parameter_count(onnx_file) if onnx_file else
+                              cached_model_figure(ctx.cache, "params", ctx.source, {}, lambda: sum(
+                                  p.numel() for p in ctx.source.model().parameters())))
         size, what = artifact_bytes(ctx.session.info if ctx.session else {})
         fields = {PARAMS.name: self.params / 1e6}
         if size is not None:
