@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +28,28 @@ def cache_root() -> Path:
 
 
 # pragma: no mutate end
+def torch_version() -> str:
+    """``torch.__version__`` for cache keys, without importing torch (3 s on the 2-core box,
+    6-8 s on the H200) in a worker that needs no torch once its artefacts are cached (ONNX
+    Runtime): read from the installed ``torch/version.py``; torch's own where it is imported
+    already or the file says nothing readable."""
+    loaded = sys.modules.get("torch")
+    if loaded is not None:
+        return loaded.__version__
+    found = importlib.util.find_spec("torch")
+    for folder in (found.submodule_search_locations or []) if found else []:
+        try:
+            text = (Path(folder) / "version.py").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+        if match:
+            return match.group(1)
+    import torch
+
+    return torch.__version__
+
+
 def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 

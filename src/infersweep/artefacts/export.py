@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infersweep.artefacts.cache import ArtifactCache
+from infersweep.artefacts.cache import ArtifactCache, torch_version
 
 DEFAULT_OPSET = 18  # the ONNX opset exports use unless the sweep names another
 ONNX_INPUT = "input"
@@ -22,19 +22,19 @@ def onnx_export(source, image_size: int, opset: int, cache: ArtifactCache,
                 precision: str = "fp32") -> tuple[Path, bool]:
     """Path of an ONNX file with a dynamic batch dimension, and whether it came from cache.
     A --model that is an ONNX file is that file, run as is (never re-exported)."""
-    import torch
-
     if getattr(source, "onnx_file", None):
         return user_onnx(source.onnx_file, precision), True
     if precision not in EXPORT_DTYPES:
         raise ValueError(f"no ONNX export for precision {precision}")
     key = {"model": source.name, "weights": source.weights_key, "image_size": image_size,
-           "precision": precision, "opset": opset, "torch": torch.__version__,
+           "precision": precision, "opset": opset, "torch": torch_version(),
            "exporter": "dynamo"}
 
     def build(out_dir: Path) -> None:
         # pragma: no mutate block (make mutate: a real export)
         import copy
+
+        import torch
 
         dtype = getattr(torch, EXPORT_DTYPES[precision])
         model = copy.deepcopy(source.model()).to(dtype)

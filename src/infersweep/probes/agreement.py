@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infersweep.artefacts.cache import torch_version
 from infersweep.probes.base import Column, Probe, ProbeContext, Reading
 
 # Worst per-image cosine similarity that still counts as "computes the same function".
@@ -56,9 +57,9 @@ def measure_agreement(output: np.ndarray, reference: np.ndarray) -> Agreement:
 def reference_logits(source, host_batch, key: dict, cache) -> np.ndarray:
     """fp32 eager CPU logits for this batch, computed once and cached as .npy. ``host_batch``:
     the batch, or a function that makes it (only called when the entry is not cached yet)."""
-    import torch
-
     def build(out_dir):
+        import torch
+
         nonlocal host_batch
         if callable(host_batch):
             host_batch = host_batch()
@@ -66,7 +67,7 @@ def reference_logits(source, host_batch, key: dict, cache) -> np.ndarray:
             logits = source.model()(torch.from_numpy(np.ascontiguousarray(host_batch))).numpy()
         np.save(out_dir / "logits.npy", logits)
 
-    entry, _ = cache.get_or_build("reference", {**key, "torch": torch.__version__}, build)
+    entry, _ = cache.get_or_build("reference", {**key, "torch": torch_version()}, build)
     return np.load(entry / "logits.npy")
 
 

@@ -124,12 +124,12 @@ def cached_model_figure(cache, kind: str, source, key: dict, compute: Callable[[
     and kept in the artefact cache under ``kind``: computing it builds the torch model, which an
     ONNX Runtime group, whose export is cached, needs for nothing else (on the H200 the first
     ONNX Runtime group spent 2.5 s of its case on that)."""
-    import torch
+    from infersweep.artefacts.cache import torch_version
 
     def build(out_dir: Path) -> None:
         (out_dir / "value.json").write_text(json.dumps(compute()))
 
     full_key = {"model": source.name, "weights": source.weights_key, **key,
-                "torch": torch.__version__}
+                "torch": torch_version()}
     entry, _ = cache.get_or_build(kind, full_key, build)
     return float(json.loads((entry / "value.json").read_text()))
