@@ -229,9 +229,8 @@ def serve_group(request: GroupRequest, send, pinned: bool = False,
             result.info["worker_pid"] = os.getpid()  # which worker served it (one of many groups)
             result.info["probe_s"] = runner.probes.hook_seconds()  # its end hooks ran too
             if start is not None:
-                frozen = start.pop("gc_frozen_objects", None)
-                if frozen is not None:  # how many objects the collections after groups skip
-                    result.info["worker_gc_frozen"] = frozen
+                # how many objects (the imports', frozen in main) collections after groups skip
+                result.info["worker_gc_frozen"] = gc.get_freeze_count()
                 result.info["worker_start_s"] = start
                 start = None
             if group_start is not None:
@@ -363,8 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     # the full collection after every group (release_memory) scans only what groups made since
     # (after importing torch: 0.16 s per collection on the 2-core box, ~0 after the freeze).
     gc.freeze()
-    if start is not None:
-        start["gc_frozen_objects"] = gc.get_freeze_count()
     channel = os.fdopen(args.result_fd, "w", buffering=1)
 
     def send(event: CaseStarted | CaseFinished | GroupDone) -> None:
