@@ -28,9 +28,22 @@ class WeightsError(ValueError):
 
 @lru_cache(maxsize=1)
 def available_models() -> tuple[str, ...]:
+    """torchvision's classification models by name. Listing them imports torchvision and torch:
+    checking ``--model resnet18`` cost every run's parent 8 s on the 2-core box and 8-14 s of the
+    H200's start before its first worker was spawned. So `run` keeps the list in the cache's memo
+    (``input_sizes.json``, keyed by torchvision's installed version, read without importing it),
+    as it keeps the dry runs' answers, and the next parent reads it from there."""
+    version = _version("torchvision")
+    key = json.dumps(["torchvision-models", version])
+    known = _remembered().get(key) if version else None
+    if isinstance(known, list) and known and all(isinstance(n, str) for n in known):
+        return tuple(known)
     import torchvision
 
-    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+    names = tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+    if version:
+        _ANSWERED[key] = list(names)
+    return names
 
 
 def _classifier_key(model) -> str:
@@ -258,9 +271,9 @@ class ModelSource:
         return tuple(cfg.mean), tuple(cfg.std)
 
 
-# The dry runs this process made: `run` keeps them in the cache (remember_input_sizes); `plan`
-# builds nothing there.
-_ANSWERED: dict[str, str | None] = {}
+# The dry runs this process made and torchvision's model names it listed: `run` keeps them in the
+# cache (remember_input_sizes); `plan` builds nothing there.
+_ANSWERED: dict[str, str | list[str] | None] = {}
 
 
 def _input_sizes_file() -> Path:
@@ -297,8 +310,8 @@ def input_size_problem(name: str, image_size: int) -> str | None:
 
 
 def remember_input_sizes() -> None:
-    """Keep this process's dry-run answers in the cache (a whole file or none: written aside,
-    then renamed over the old one); a read-only cache only does not remember them."""
+    """Keep this process's dry-run answers and model names in the cache (a whole file or none:
+    written aside, then renamed over the old one); a read-only cache only does not remember them."""
     if not _ANSWERED:
         return
     memo = _input_sizes_file()
