@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import os
 import resource
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -83,11 +85,25 @@ class FaultSession(Session):
 SLOW_EXIT_S = float(os.environ.get("INFERSWEEP_FAULT_EXIT_S", "2.5"))
 
 
+def _exit_slowly(marks: str | None) -> None:
+    """The slow exit; with INFERSWEEP_FAULT_EXIT_MARK=DIR it leaves DIR/<pid> holding when the
+    group was prepared and when the exit ended (time.time()), for tests of what overlaps it."""
+    prepared = time.time()
+    time.sleep(SLOW_EXIT_S)
+    if marks:
+        (Path(marks) / str(os.getpid())).write_text(json.dumps(
+            {"prepared": _PREPARED.get("at", prepared), "exited": time.time()}))
+
+
+_PREPARED: dict[str, float] = {}
+
+
 class FaultBackend(Backend):
     def prepare(self, source, case, cache):
         mode = self.name.split("-", 1)[1]
         if mode == "slow-exit":  # runs like ok; only the process's exit is slow
-            atexit.register(time.sleep, SLOW_EXIT_S)
+            _PREPARED.setdefault("at", time.time())
+            atexit.register(_exit_slowly, os.environ.get("INFERSWEEP_FAULT_EXIT_MARK"))
         return FaultSession(mode)
 
 

@@ -115,6 +115,41 @@ def test_a_new_worker_starts_while_the_old_one_exits_and_measures_only_after(tmp
     assert start["imports"] < start["close_previous"]
 
 
+def _exits(marks) -> dict[int, dict]:
+    return {int(p.name): json.loads(p.read_text()) for p in marks.iterdir()}
+
+
+def test_the_final_reports_are_written_while_the_last_worker_exits(tmp_path, monkeypatch):
+    """The last worker is told to exit as the last case ends and waited for after the final
+    reports (on the H200 the last worker's teardown was 5.7 s of a warm run); still waited for,
+    not killed, and gone when the run returns."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("INFERSWEEP_FAULT_EXIT_MARK", str(marks))
+    monkeypatch.setenv("INFERSWEEP_FAULT_EXIT_S", "8")  # longer than the reports take
+    out = tmp_path / "run"
+    done = cli("run", "--backends", "fault-slow-exit", "--sizes", "8", "--batches", "1",
+               "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    pid = _pids(out)[(8, 1)]
+    exits = _exits(marks)
+    assert list(exits) == [pid]  # its exit ran to the end: waited for, not killed
+    assert (out / "report.html").stat().st_mtime < exits[pid]["exited"]  # written meanwhile
+    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_a_repeats_round_starts_only_after_the_last_rounds_worker_is_gone(tmp_path, monkeypatch):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("INFERSWEEP_FAULT_EXIT_MARK", str(marks))
+    monkeypatch.setenv("INFERSWEEP_FAULT_EXIT_S", "2")
+    done = cli("run", "--backends", "fault-slow-exit", "--sizes", "8", "--batches", "1",
+               "--repeats", "2", "--out", tmp_path / "run", *FAST)
+    assert done.returncode == 0, done.stderr
+    first, second = sorted(_exits(marks).values(), key=lambda e: e["prepared"])
+    assert second["prepared"] > first["exited"]
+
+
 def test_worker_per_group_is_a_spec_key_that_must_be_a_boolean():
     assert build_spec({"worker_per_group": True}).worker_per_group is True
     assert build_spec({}).worker_per_group is False

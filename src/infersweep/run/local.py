@@ -241,6 +241,13 @@ class WorkerSlot:
         if worker is not None:
             worker.end(wait_s)
 
+    def let_go(self) -> None:
+        """Tell the worker kept for the next group, and one started ahead, to exit (stdin
+        closed), without waiting for them: ``close`` waits."""
+        for worker in (self.worker, self.ahead):
+            if worker is not None:
+                worker.let_go()
+
     def close(self) -> None:
         """End the worker kept for the next group, and one started ahead: they exit when their
         stdin closes (an orderly exit: see _worker_for)."""
@@ -332,6 +339,7 @@ class LocalExecutor:
         # CPU work (the fp32 reference, preprocessing) cannot stall another's kernel launches.
         self.gpu_threads = max(1, worker_cores // len(gpus)) if len(gpus) > 1 else None
         self.slots: list[WorkerSlot] = []
+        self.exiting: list[WorkerSlot] = []  # let go by a finished run, waited for by the next
         self.prebuilder: Prebuilder | None = None
         self.stopping = False
         # start_early's slot (for the GPU phase or not), its worker started ahead
@@ -386,6 +394,7 @@ class LocalExecutor:
 
     def run(self, groups: list[list[Case]], on_start: Callable[[Case], None],
             on_result: Callable[[Result], None]) -> None:
+        self._wait_for_workers()  # a --repeats round's: nothing is measured beside their exit
         gpu_groups = [g for g in groups if g[0].device == "cuda"]
         cpu_groups = [g for g in groups if g[0].device != "cuda"]
         self.prebuilder = Prebuilder(self.job, self.split)
@@ -401,9 +410,20 @@ class LocalExecutor:
             self.stop()
             raise
         finally:
-            # Workers end with the run: a --repeats round starts in fresh processes.
+            # Workers end with the run: a --repeats round starts in fresh processes. They are
+            # told to exit now and waited for by the next round or close(): the parent writes
+            # its final reports while a runtime tears down (the last worker's exit was 5.7 s of
+            # a warm run on the H200), and nothing is measured meanwhile.
             for slot in self.slots:
-                slot.close()
+                slot.let_go()
+            self.exiting += self.slots
+            self.slots = []
+
+    def _wait_for_workers(self) -> None:
+        """Wait for the workers a finished run let go (the slot start_early made is kept)."""
+        exiting, self.exiting = self.exiting, []
+        for slot in exiting:
+            slot.close()
 
     def _run_gpu(self, groups: list[list[Case]], on_start, on_result) -> None:
         def serve(slot, group, upcoming):
@@ -431,12 +451,13 @@ class LocalExecutor:
         self.stopping = True
         if self.prebuilder is not None:
             self.prebuilder.stop()
-        for slot in self.slots:
+        for slot in self.slots + self.exiting:
             slot.stop()
 
     def gpu_count(self) -> int | None:
         return None  # this machine's GPUs, as the spec saw them
 
     def close(self) -> None:
+        self._wait_for_workers()
         for slot in self.slots:
             slot.close()
