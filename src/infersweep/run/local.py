@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from infersweep import USER_COMPILE_CACHES
 from infersweep.artefacts.cache import cache_root
 from infersweep.case import Case
 from infersweep.results.result import Result
@@ -81,9 +82,13 @@ class WorkerSlot:
     def _worker_env(self) -> dict:
         root = Path(self.job.cache_dir) if self.job.cache_dir else cache_root()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # Compiled kernels live in infersweep's cache, so a second run does not compile again.
-        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
-        env.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+        # Compiled kernels live in infersweep's cache, so a second run does not compile again;
+        # or where the user pointed them before infersweep started. Not what os.environ says
+        # now: a parent that imported torchvision holds torch's default there, and its workers'
+        # FX graphs went under /tmp (a warm run whose parent no longer imported it missed all).
+        for name, folder in (("TORCHINDUCTOR_CACHE_DIR", "inductor"),
+                             ("TRITON_CACHE_DIR", "triton")):
+            env[name] = USER_COMPILE_CACHES.get(name, str(root / folder))
         if self.job.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(self.job.gpu)
         threads = self.job.cpu_threads or (len(self.job.cpus) if self.job.cpus else None)

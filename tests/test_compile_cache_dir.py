@@ -1,0 +1,45 @@
+"""torch.compile's caches live in infersweep's cache, whatever the parent imported.
+
+Importing torch._dynamo (torchvision does) sets TORCHINDUCTOR_CACHE_DIR in os.environ (torch's
+default, under /tmp). Every parent that imported torchvision (to check a model's name, for a dry
+run) handed that to its workers, so
+Inductor's FX-graph cache sat under /tmp, not in infersweep's cache: `cache clear` missed it, a
+"cold" run on a machine that had compiled before was warm, and once a warm parent stopped
+importing torch its workers looked in infersweep's cache and found nothing (the H200's warm grid
+compiled all 24 shapes again: setup 150.9 s instead of ~40 s). A directory the user set before
+infersweep started is kept."""
+
+import json
+import os
+import subprocess
+import sys
+
+ASK = """
+import json
+from infersweep.run.local import WorkerSlot
+from infersweep.run.protocol import WorkerJob
+import torchvision  # through torch._dynamo, sets TORCHINDUCTOR_CACHE_DIR in os.environ
+assert "TORCHINDUCTOR_CACHE_DIR" in __import__("os").environ
+env = WorkerSlot(WorkerJob())._worker_env()
+print(json.dumps({k: env.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}))
+"""
+
+
+def _worker_env(tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    env.update(INFERSWEEP_CACHE=str(tmp_path / "cache"), **extra)
+    proc = subprocess.run([sys.executable, "-c", ASK], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_worker_compiles_into_infersweeps_cache_after_the_parent_imported_torchvision(tmp_path):
+    assert _worker_env(tmp_path) == {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache/inductor"),
+                                     "TRITON_CACHE_DIR": str(tmp_path / "cache/triton")}
+
+
+def test_directories_the_user_set_before_infersweep_started_are_kept(tmp_path):
+    mine = {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "my-inductor"),
+            "TRITON_CACHE_DIR": str(tmp_path / "my-triton")}
+    assert _worker_env(tmp_path, **mine) == mine
