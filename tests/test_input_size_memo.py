@@ -70,8 +70,8 @@ def _check(cache, remember: bool = True) -> tuple[str, str]:
 
 
 def test_a_run_keeps_torchvisions_model_names_so_the_next_parent_never_imports_it(tmp_path):
-    # Checking `--model resnet18` imported torchvision, and with it torch, in every run's parent:
-    # 8 s on the 2-core box, 8-14 s of the H200's run start before the first worker was spawned.
+    # Checking `--model resnet18` imported torchvision, and with it torch, in a run's parent:
+    # 2.6 s on the 2-core box, 7.4 s of the H200's warm start before its first worker was spawned.
     cache = tmp_path / "cache"
     refused, imported = _check(cache, remember=False)
     assert imported == "True" and not cache.exists()  # plan keeps nothing

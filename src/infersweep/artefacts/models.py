@@ -29,10 +29,11 @@ class WeightsError(ValueError):
 @lru_cache(maxsize=1)
 def available_models() -> tuple[str, ...]:
     """torchvision's classification models by name. Listing them imports torchvision and torch:
-    checking ``--model resnet18`` cost every run's parent 8 s on the 2-core box and 8-14 s of the
-    H200's start before its first worker was spawned. So `run` keeps the list in the cache's memo
-    (``input_sizes.json``, keyed by torchvision's installed version, read without importing it),
-    as it keeps the dry runs' answers, and the next parent reads it from there."""
+    checking ``--model resnet18`` (a model named on the command line) cost a run's parent 2.6 s
+    on the 2-core box and 7.4 s of the H200's warm start before its first worker was spawned. So
+    `run` keeps the list in the cache's memo (``input_sizes.json``, keyed by torchvision's
+    installed version, read without importing it), as it keeps the dry runs' answers, and the
+    next parent reads it from there."""
     version = _version("torchvision")
     key = json.dumps(["torchvision-models", version])
     known = _remembered().get(key) if version else None
