@@ -88,11 +88,10 @@ SLOW_EXIT_S = float(os.environ.get("INFERSWEEP_FAULT_EXIT_S", "2.5"))
 def _exit_slowly(marks: str | None) -> None:
     """The slow exit; with INFERSWEEP_FAULT_EXIT_MARK=DIR it leaves DIR/<pid> holding when the
     group was prepared and when the exit ended (time.time()), for tests of what overlaps it."""
-    prepared = time.time()
     time.sleep(SLOW_EXIT_S)
     if marks:
         (Path(marks) / str(os.getpid())).write_text(json.dumps(
-            {"prepared": _PREPARED.get("at", prepared), "exited": time.time()}))
+            {"prepared": _PREPARED["at"], "exited": time.time()}))
 
 
 _PREPARED: dict[str, float] = {}
