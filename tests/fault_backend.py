@@ -97,13 +97,25 @@ def _exit_slowly(marks: str | None) -> None:
 _PREPARED: dict[str, float] = {}
 
 
+def _slow_exit_from_now() -> None:
+    if "at" not in _PREPARED:
+        _PREPARED["at"] = time.time()
+        atexit.register(_exit_slowly, os.environ.get("INFERSWEEP_FAULT_EXIT_MARK"))
+
+
 class FaultBackend(Backend):
     def prepare(self, source, case, cache):
         mode = self.name.split("-", 1)[1]
         if mode == "slow-exit":  # runs like ok; only the process's exit is slow
-            _PREPARED.setdefault("at", time.time())
-            atexit.register(_exit_slowly, os.environ.get("INFERSWEEP_FAULT_EXIT_MARK"))
+            _slow_exit_from_now()
         return FaultSession(mode)
+
+    def build_artefacts(self, source, case, cache):
+        """Nothing to build; a builder that served fault-slow-exit exits slowly too (a builder
+        that imported torch and exported tears down for seconds)."""
+        if self.name == "fault-slow-exit":
+            _slow_exit_from_now()
+        return []
 
 
 MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child",

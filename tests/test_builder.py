@@ -202,3 +202,30 @@ def test_a_worker_started_ahead_is_not_replaced_by_the_next_one_before_its_group
     assert first[16]["worker_start_s"]["started_ahead"] > 0
     assert first[24]["worker_start_s"]["started_ahead"] > 0
     assert len({info["worker_pid"] for info in first.values()}) == 3
+
+
+def test_the_builder_is_let_go_with_the_workers_when_no_cpu_group_follows(tmp_path, monkeypatch,
+                                                                          two_cores_split):
+    """After the last GPU group the builder is told to exit and waited for by close(), as the
+    workers are: its teardown (an interpreter that imported torch and exported) overlaps the
+    final reports instead of coming before them. Still waited for, never killed."""
+    import json
+    import time
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("INFERSWEEP_FAULT_EXIT_MARK", str(marks))
+    monkeypatch.setenv("INFERSWEEP_FAULT_EXIT_S", "3")
+    executor = LocalExecutor(WorkerJob(settings=SETTINGS, timeout_s=30, log_dir=tmp_path),
+                             usable_cores=2)
+    results, builders = [], set()
+    executor.run([_group("fault-slow-exit", "cuda", 8), _group("fault-slow-exit", "cuda", 16)],
+                 lambda case: builders.add(executor.prebuilder.builder), results.append)
+    returned = time.time()
+    (builder,) = builders - {None}  # built for the second group while the first was measured
+    assert len(results) == 4 and all(r.status == "ok" for r in results)
+    executor.close()
+    exits = {int(p.name): json.loads(p.read_text()) for p in marks.iterdir()}
+    # Its exit ran to the end after the run returned: waited for by close(), not killed.
+    assert exits[builder.proc.pid]["exited"] > returned
+    assert builder.proc.returncode == 0

@@ -146,12 +146,16 @@ class Builder:
             self.changed.wait_for(lambda: self.ready is not None or self.gone, timeout_s)
             return self.ready
 
-    def close(self, wait_s: float = 10) -> None:
-        """End the builder (it exits when its stdin closes, after the group in hand)."""
+    def let_go(self) -> None:
+        """Tell the builder to exit (stdin closed: after the group in hand), not waiting."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    def close(self, wait_s: float = 10) -> None:
+        """End the builder: told to exit, then waited for (killed after ``wait_s``)."""
+        self.let_go()
         try:
             self.proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
@@ -204,6 +208,13 @@ class Prebuilder:
             return {}
         report = self.builder.wait_for(group, self.job.timeout_s)
         return report.info() if report is not None else {}
+
+    def let_go(self) -> None:
+        """The run's last GPU group is done: the builder may exit; ``close`` waits for it."""
+        with self.lock:
+            builder = self.builder
+        if builder is not None:
+            builder.let_go()
 
     def close(self) -> None:
         with self.lock:

@@ -406,8 +406,8 @@ class LocalExecutor:
         try:
             if gpu_groups:
                 self._run_gpu(gpu_groups, on_start, on_result)
-            self.prebuilder.close()  # never alongside a CPU measurement
             if cpu_groups:
+                self.prebuilder.close()  # gone before a CPU measurement starts
                 slot = self._first_slot(None, gpu_phase=False)
                 for group in cpu_groups:
                     slot.run_group(group, on_start, on_result)
@@ -419,13 +419,18 @@ class LocalExecutor:
             # told to exit now and waited for by the next round or close(): the parent writes
             # its final reports while a runtime tears down (the last worker's exit was 5.7 s of
             # a warm run on the H200), and nothing is measured meanwhile.
+            # The builder too (no CPU group followed: else it is gone already).
+            self.prebuilder.let_go()
             for slot in self.slots:
                 slot.let_go()
             self.exiting += self.slots
             self.slots = []
 
     def _wait_for_workers(self) -> None:
-        """Wait for the workers a finished run let go (the slot start_early made is kept)."""
+        """Wait for the workers and the builder a finished run let go (the slot start_early
+        made is kept)."""
+        if self.prebuilder is not None:
+            self.prebuilder.close()
         exiting, self.exiting = self.exiting, []
         for slot in exiting:
             slot.close()
