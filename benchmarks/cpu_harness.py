@@ -114,11 +114,11 @@ def main() -> int:
                   f"{m['measured_s']:>11.1f}"
                   f"{m['setup_s']:>9.2f}{m['case_harness_s']:>16.3f}{m['run_harness_s']:>20.2f}")
         current, reference = (medians[n] for n in names)
-        print(f"\nnoisy: cases the contention guard flagged (other processes on the cores); "
-              f"harness/case: the case's wall in the parent minus its measured time and setup, "
-              f"median over cases; run harness/case: the whole `infersweep run` process minus "
-              f"measured and setup, over the cases (process start, imports, plan, worker starts, "
-              f"reports and plots)")
+        print("\nnoisy: cases the contention guard flagged (other processes on the cores); "
+              "harness/case: the case's wall in the parent minus its measured time and setup, "
+              "median over cases; run harness/case: the whole `infersweep run` process minus "
+              "measured and setup, over the cases (process start, imports, plan, worker starts, "
+              "reports and plots)")
         checks = {
             f"harness per case <= {TARGET_S} s (current, median of rounds)":
                 current["case_harness_s"] <= TARGET_S,

@@ -1,4 +1,5 @@
 import os
+import signal
 import tempfile
 import subprocess
 import sys
@@ -41,6 +42,19 @@ def cli_popen(*args, timeout=300) -> tuple[subprocess.CompletedProcess, int]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
+
+
+def _sigint_at_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interruptible_cli(*args, env=None) -> subprocess.Popen:
+    """``infersweep ARGS`` started for a test that sends it SIGINT (Ctrl-C). SIGINT starts at its
+    default: a suite started in the background (nohup, ``&`` without job control) has SIGINT
+    ignored, children inherit that, and Python then never raises KeyboardInterrupt."""
+    return subprocess.Popen([sys.executable, "-m", "infersweep", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_sigint_at_default)
 
 
 def has_cuda() -> bool:

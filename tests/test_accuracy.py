@@ -4,7 +4,6 @@ import csv
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import FAST, cli

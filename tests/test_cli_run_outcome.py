@@ -3,11 +3,9 @@ cases that cannot run are planned as such, and an interrupted run says what it l
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
-from conftest import FAST, cli, stored
+from conftest import FAST, cli, interruptible_cli, stored
 from fault_backend import FAULT_BATCH
 
 
@@ -42,8 +40,7 @@ def test_a_sweep_whose_cases_all_failed_exits_1_and_one_ok_case_makes_it_0(tmp_p
 
 
 def _start(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "infersweep", "run", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return interruptible_cli("run", *args, env=env)
 
 
 def _wait(condition, proc, what, limit=60):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, cli, stored
+from conftest import FAST, cli, interruptible_cli, stored
 from fault_backend import FAULT_BATCH
 
 ray = pytest.importorskip("ray")
@@ -145,8 +145,7 @@ def test_ctrl_c_then_resume_skips_finished_cases(tmp_path):
     args = ["run", "--executor", "ray", "--backends", "fault-ok", "--sizes", "8", "--batches",
             "1,3,4,5,6,7,8,9", "--min-time", "0.4", "--max-time", "0.4", "--min-iterations", "5",
             "--timeout", "30", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "infersweep", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = interruptible_cli(*args)
     _wait_for_ok(out, 2, proc)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)  # a hang fails here; "prompt" is checked below:

@@ -6,7 +6,6 @@ and root writes through file modes. report, compare, plan, env and `cache list` 
 file's bytes and modification time must be as before, and no file may appear.
 """
 
-import csv
 import json
 import os
 import shutil

@@ -6,15 +6,14 @@ import subprocess
 import sys
 import time
 
-from conftest import cli, stored, workers_of
+from conftest import cli, interruptible_cli, stored, workers_of
 
 ARGS = ["--backends", "fault-ok", "--sizes", "8", "--batches", "1,3,4,5,6,7,8,9",
         "--min-time", "0.4", "--max-time", "0.4", "--min-iterations", "5", "--timeout", "30"]
 
 
 def _start(out):
-    return subprocess.Popen([sys.executable, "-m", "infersweep", "run", *ARGS, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return interruptible_cli("run", *ARGS, "--out", out)
 
 
 def _finished(out) -> dict[str, str]:

@@ -2,7 +2,6 @@
 by every backend and batch: at the largest batch of the group, each case reading its first rows.
 Real components: a real cache, a real torch model, the real data source."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

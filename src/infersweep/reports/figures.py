@@ -81,7 +81,7 @@ def _batch_axis(ax, batches: list[int]) -> None:
 
 
 def _legend(fig, ax_list, extra: list[Line2D] = ()) -> None:
-    handles, _labels = {}, []
+    handles = {}
     for ax in ax_list:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
