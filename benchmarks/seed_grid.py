@@ -100,8 +100,12 @@ def split(root: Path, phase: str) -> dict:
     ok = 0
     workers = set()
     starts: dict[str, float] = {}  # the workers' starts, summed (info.worker_start_s)
+    fx_graphs: dict[str, int] = {}  # what Inductor's FX-graph cache did for each case's shape
     for r in rows(root, phase).values():
         spent = (r.get("info") or {}).get("spent_s") or {}
+        shape = ((r.get("info") or {}).get("fx_graph_cache") or {}).get(str(r["batch_size"]), {})
+        for state, n in shape.items():
+            fx_graphs[state] = fx_graphs.get(state, 0) + n
         # A row's setup_s is its group's whole setup (model, session) plus its own shape's:
         # summed over rows, the group's part counted once per case. The worker's account
         # (spent_s) charges it to the group's first case only, as the run's own split does.
@@ -123,6 +127,7 @@ def split(root: Path, phase: str) -> dict:
     return {"wall": wall, "measuring": measuring, "setup": setup,
             "harness": wall - measuring - setup, "ok": ok, "pipelined": pipelined,
             "probes": probes, "workers": len(workers - {None}), "starts": starts,
+            "fx_graphs": fx_graphs,
             "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
 
 
@@ -231,6 +236,11 @@ def report(root: Path) -> int:
                   f"{t.get('imports', 0):.1f} s, runtime {t.get('runtime', 0):.1f} s, first "
                   f"runner {t.get('runner', 0):.1f} s), closing the worker before "
                   f"{t.get('close_previous', 0):.1f} s{ahead}")
+        if s["fx_graphs"]:  # rows of a tree that records them
+            compiled_again = phase == "warm" and s["fx_graphs"].get("miss")
+            print("       torch-compile FX-graph cache: " + ", ".join(
+                f"{n} {state}" for state, n in sorted(s["fx_graphs"].items()))
+                + ("  <- the warm run compiled again" if compiled_again else ""))
         phases = parent_phases(root, phase)
         if phases:
             print("       the parent, from its start: " + ", ".join(

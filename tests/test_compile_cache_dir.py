@@ -43,3 +43,31 @@ def test_directories_the_user_set_before_infersweep_started_are_kept(tmp_path):
     mine = {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "my-inductor"),
             "TRITON_CACHE_DIR": str(tmp_path / "my-triton")}
     assert _worker_env(tmp_path, **mine) == mine
+
+
+FACTORY = """\
+import torch.nn as nn
+
+def tiny(image_size):
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10))
+"""
+
+
+def test_a_second_run_of_torch_compile_hits_the_fx_graph_cache_and_its_rows_say_so(tmp_path):
+    """Each torch-compile row tells what Inductor's FX-graph cache did for the shapes its group
+    compiled (info.fx_graph_cache): a warm run that compiles again (the H200's did, unseen, for
+    24 shapes) shows misses instead of hits."""
+    from conftest import FAST, cli
+
+    (tmp_path / "fac.py").write_text(FACTORY)
+    env = dict(os.environ, INFERSWEEP_CACHE=str(tmp_path / "cache"))
+    caches = []
+    for run in ("cold", "warm"):
+        done = cli("run", "--model", f"{tmp_path / 'fac.py'}:tiny", "--backends", "torch-compile",
+                   "--sizes", "16", "--batches", "2", "--out", tmp_path / run, *FAST, env=env)
+        assert done.returncode == 0, done.stderr
+        (row,) = json.loads((tmp_path / run / "results.json").read_text())["results"]
+        assert row["status"] == "ok", row
+        caches.append(row["info"]["fx_graph_cache"])
+    assert caches == [{"2": {"miss": 1}}, {"2": {"hit": 1}}]

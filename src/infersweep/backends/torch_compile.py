@@ -10,7 +10,8 @@ Options: ``mode`` (default, reduce-overhead, max-autotune, max-autotune-no-cudag
 (false: one graph per batch size; true: the batch dimension is marked dynamic with
 torch._dynamo.mark_dynamic, so one compile serves every batch of a group; dynamo still
 specialises a batch of 1, which gets a graph of its own). ``info["compile_s"]`` shows what each
-batch size cost to compile.
+batch size cost to compile, ``info["fx_graph_cache"]`` what Inductor's FX-graph cache did for it
+(hits, misses, bypasses): a warm run that compiles again shows misses.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class CompiledSession(TorchSession):
             options["triton.cudagraphs"] = cudagraphs == "true"
             self.compiled = torch.compile(self.model, options=options, dynamic=dynamic)
         self.shapes_compiled: dict[tuple, float] = {}
+        self.fx_graph_cache: dict[str, dict[str, int]] = {}  # by batch size, as compile_s
         self.info.update({"compile_mode": mode, "cudagraphs": cudagraphs,
                           "dynamic_batch": self.dynamic})
 
@@ -63,12 +65,22 @@ class CompiledSession(TorchSession):
         shape = tuple(placed.shape)
         if shape in self.shapes_compiled:
             return
+        counters = self.torch._dynamo.utils.counters
+        counted = counters["inductor"]
+        before = dict(counted)
         start = time.perf_counter()
         # CUDA graph trees record on the first runs after compilation: three runs settle them.
         for _ in range(3):
             self.run(placed)
         self.shapes_compiled[shape] = time.perf_counter() - start
         self.info["compile_s"] = {str(k[0]): round(v, 2) for k, v in self.shapes_compiled.items()}
+        after = counters["inductor"]
+        if after is not counted:  # reset during the compile (the first in a process is)
+            before = {}
+        cache = {state: after[f"fxgraph_cache_{state}"] - before.get(f"fxgraph_cache_{state}", 0)
+                 for state in ("hit", "miss", "bypass")}
+        self.fx_graph_cache[str(shape[0])] = {state: n for state, n in cache.items() if n}
+        self.info["fx_graph_cache"] = dict(self.fx_graph_cache)
 
     def forward(self, x):
         return self.compiled(x)
