@@ -399,7 +399,7 @@ class LocalExecutor:
 
     def run(self, groups: list[list[Case]], on_start: Callable[[Case], None],
             on_result: Callable[[Result], None]) -> None:
-        self._wait_for_workers()  # a --repeats round's: nothing is measured beside their exit
+        self._wait_for_exits()  # a --repeats round's: nothing is measured beside their exit
         gpu_groups = [g for g in groups if g[0].device == "cuda"]
         cpu_groups = [g for g in groups if g[0].device != "cuda"]
         self.prebuilder = Prebuilder(self.job, self.split)
@@ -426,7 +426,7 @@ class LocalExecutor:
             self.exiting += self.slots
             self.slots = []
 
-    def _wait_for_workers(self) -> None:
+    def _wait_for_exits(self) -> None:
         """Wait for the workers and the builder a finished run let go (the slot start_early
         made is kept)."""
         if self.prebuilder is not None:
@@ -468,6 +468,6 @@ class LocalExecutor:
         return None  # this machine's GPUs, as the spec saw them
 
     def close(self) -> None:
-        self._wait_for_workers()
+        self._wait_for_exits()
         for slot in self.slots:
             slot.close()
