@@ -61,7 +61,11 @@ def test_a_second_run_of_torch_compile_hits_the_fx_graph_cache_and_its_rows_say_
     from conftest import FAST, cli
 
     (tmp_path / "fac.py").write_text(FACTORY)
-    env = dict(os.environ, INFERSWEEP_CACHE=str(tmp_path / "cache"))
+    # An empty cache of its own: not a directory this test process holds (another test's
+    # import of torch._dynamo may have set torch's default, shared by every test's runs).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    env["INFERSWEEP_CACHE"] = str(tmp_path / "cache")
     caches = []
     for run in ("cold", "warm"):
         done = cli("run", "--model", f"{tmp_path / 'fac.py'}:tiny", "--backends", "torch-compile",
