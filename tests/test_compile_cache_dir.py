@@ -75,3 +75,6 @@ def test_a_second_run_of_torch_compile_hits_the_fx_graph_cache_and_its_rows_say_
         assert row["status"] == "ok", row
         caches.append(row["info"]["fx_graph_cache"])
     assert caches == [{"2": {"miss": 1}}, {"2": {"hit": 1}}]
+    for run, said in (("cold", "0 loaded from Inductor's FX-graph cache, 1 compiled anew"),
+                      ("warm", "1 loaded from Inductor's FX-graph cache, 0 compiled anew")):
+        assert f"- torch-compile graphs: {said}" in (tmp_path / run / "report.md").read_text()

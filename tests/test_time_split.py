@@ -81,3 +81,21 @@ def test_no_sessions_recorded_says_so_instead_of_inventing_a_split():
 @pytest.mark.parametrize("bad", [None, [{"wall_s": "x"}], [{"nothing": 1}]])
 def test_a_damaged_sessions_record_is_not_recorded(bad):
     assert time_section(bad)[2].startswith("Not recorded")
+
+
+def _compiled(batch: int, cache: dict) -> Result:
+    return Result(_case("torch-compile", batch), "ok", samples_ms=[1.0],
+                  info={"fx_graph_cache": cache})
+
+
+def test_the_section_says_how_many_torch_compile_graphs_came_from_inductors_cache():
+    # Each row counts its own shape: a group's rows repeat the shapes compiled before them.
+    rows = [_compiled(16, {"16": {"hit": 1}}),
+            _compiled(32, {"16": {"hit": 1}, "32": {"miss": 2}}),
+            _compiled(64, {"16": {"hit": 1}, "32": {"miss": 2}, "64": {"hit": 1, "bypass": 1}}),
+            Result(_case(batch=16), "ok", samples_ms=[1.0])]
+    split = time_split(_session(), wall_s=25.0)
+    section = time_section([split.to_dict()], rows)
+    assert ("- torch-compile graphs: 2 loaded from Inductor's FX-graph cache, 2 compiled anew, "
+            "1 not cacheable (a rerun on this cache loads the ones compiled anew).") in section
+    assert not any("torch-compile" in line for line in time_section([split.to_dict()], rows[3:]))

@@ -169,7 +169,25 @@ def _sections(ctx: ReportContext) -> list[str]:
             for line in (f"## {title}", "", *to_markdown(blocks))]
 
 
-def time_section(sessions: list[dict] | None) -> list[str]:
+def compile_cache_note(results: list[resultmod.Result]) -> list[str]:
+    """torch-compile's part of setup: how many graphs Inductor loaded from its FX-graph cache and
+    how many it compiled (info.fx_graph_cache; each case counts its own batch size's shape)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        cache = r.info.get("fx_graph_cache")
+        shape = cache.get(str(r.case.batch_size)) if isinstance(cache, dict) else None
+        for state, n in (shape.items() if isinstance(shape, dict) else ()):
+            if isinstance(n, int):
+                counts[state] = counts.get(state, 0) + n
+    if not counts:
+        return []
+    bypass = f", {counts['bypass']} not cacheable" if counts.get("bypass") else ""
+    return [f"- torch-compile graphs: {counts.get('hit', 0)} loaded from Inductor's FX-graph "
+            f"cache, {counts.get('miss', 0)} compiled anew{bypass} (a rerun on this cache loads "
+            "the ones compiled anew)."]
+
+
+def time_section(sessions: list[dict] | None, results: list[resultmod.Result] = ()) -> list[str]:
     """"Where the time went": the run's wall time (every session of it summed) split into
     measuring, setup and harness (results/time_split.py)."""
     lines = ["## Where the time went", ""]
@@ -194,7 +212,7 @@ def time_section(sessions: list[dict] | None) -> list[str]:
               "specialisation.",
               "- harness: the rest: worker start and imports, probes (memory, FLOPs, the fp32 "
               "reference) and pipelined throughput (GPU), storing and reports after each case, "
-              "gaps between cases, failed cases.", ""]
+              "gaps between cases, failed cases.", *compile_cache_note(results), ""]
     return lines
 
 
@@ -216,7 +234,7 @@ def markdown_text(ctx: ReportContext) -> str:
     lines += scenarios.markdown_lines(rows)
     lines += _problems(rows)
     if ctx.sessions is not None:  # None: a per-machine sub-report, or a run from before
-        lines += ["", *time_section(ctx.sessions)]
+        lines += ["", *time_section(ctx.sessions, ctx.results)]
     if ctx.hardware:
         lines += _hardware(ctx.hardware)
     return "\n".join(lines) + "\n"
