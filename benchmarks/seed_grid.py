@@ -40,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 
+from infersweep.backends.torch_compile import fx_graph_counts
+
 GRID = ["--model", "resnet18", "--backends", "torch,torch-compile,onnxruntime",
         "--devices", "cuda", "--precisions", "fp32,fp16", "--sizes", "224,256,384,512",
         "--batches", "16,32,64"]
@@ -100,12 +102,8 @@ def split(root: Path, phase: str) -> dict:
     ok = 0
     workers = set()
     starts: dict[str, float] = {}  # the workers' starts, summed (info.worker_start_s)
-    fx_graphs: dict[str, int] = {}  # what Inductor's FX-graph cache did for each case's shape
     for r in rows(root, phase).values():
         spent = (r.get("info") or {}).get("spent_s") or {}
-        shape = ((r.get("info") or {}).get("fx_graph_cache") or {}).get(str(r["batch_size"]), {})
-        for state, n in shape.items():
-            fx_graphs[state] = fx_graphs.get(state, 0) + n
         # A row's setup_s is its group's whole setup (model, session) plus its own shape's:
         # summed over rows, the group's part counted once per case. The worker's account
         # (spent_s) charges it to the group's first case only, as the run's own split does.
@@ -127,7 +125,8 @@ def split(root: Path, phase: str) -> dict:
     return {"wall": wall, "measuring": measuring, "setup": setup,
             "harness": wall - measuring - setup, "ok": ok, "pipelined": pipelined,
             "probes": probes, "workers": len(workers - {None}), "starts": starts,
-            "fx_graphs": fx_graphs,
+            "fx_graphs": fx_graph_counts((r.get("info"), r["batch_size"])
+                                         for r in rows(root, phase).values()),
             "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
 
 

@@ -89,6 +89,20 @@ class CompiledSession(TorchSession):
         return super().fetch(output.clone())  # CUDA graph outputs are overwritten by the next run
 
 
+def fx_graph_counts(cases) -> dict[str, int]:
+    """What Inductor's FX-graph cache did over cases given as (info, batch size): hits, misses,
+    bypasses summed. Each case counts its own shape only: a row's info.fx_graph_cache also
+    holds the shapes its group compiled before it."""
+    counts: dict[str, int] = {}
+    for info, batch in cases:
+        cache = (info or {}).get("fx_graph_cache")
+        shape = cache.get(str(batch)) if isinstance(cache, dict) else None
+        for state, n in (shape.items() if isinstance(shape, dict) else ()):
+            if isinstance(n, int):
+                counts[state] = counts.get(state, 0) + n
+    return counts
+
+
 class TorchCompile(Backend):
     def prepare(self, source, case: Case, cache) -> CompiledSession:
         return CompiledSession(source.model(), case)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from infersweep.backends.torch_compile import fx_graph_counts
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
 from infersweep.reports import knobs, scenarios
@@ -172,13 +173,7 @@ def _sections(ctx: ReportContext) -> list[str]:
 def compile_cache_note(results: list[resultmod.Result]) -> list[str]:
     """torch-compile's part of setup: how many graphs Inductor loaded from its FX-graph cache and
     how many it compiled (info.fx_graph_cache; each case counts its own batch size's shape)."""
-    counts: dict[str, int] = {}
-    for r in results:
-        cache = r.info.get("fx_graph_cache")
-        shape = cache.get(str(r.case.batch_size)) if isinstance(cache, dict) else None
-        for state, n in (shape.items() if isinstance(shape, dict) else ()):
-            if isinstance(n, int):
-                counts[state] = counts.get(state, 0) + n
+    counts = fx_graph_counts((r.info, r.case.batch_size) for r in results)
     if not counts:
         return []
     bypass = f", {counts['bypass']} not cacheable" if counts.get("bypass") else ""
