@@ -215,6 +215,13 @@ class Backend:
     def prepare(self, source, case: Case, cache) -> Session:
         raise NotImplementedError
 
+    def preload(self) -> None:
+        """Import what this backend's first group would, before that group comes: a worker
+        started ahead does it while the worker before it measures (run/worker.py). It touches
+        no device. Default: the packages."""
+        for package in self.packages:
+            importlib.import_module(package)
+
     def build_artefacts(self, source, case: Case, cache) -> list[Artefact]:
         """Build into ``cache`` what ``prepare`` of this case's group would build, as far as the
         CPU alone can (the builder process sees no GPU): ONNX exports, INT8 models. It runs while

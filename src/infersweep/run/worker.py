@@ -288,21 +288,20 @@ def release_memory() -> dict[str, float]:
 
 
 def preload(backend: str, device: str = "") -> None:
-    """Import the runtime of ``backend`` (torch: 3 s on the 2-core box, 6-7 s on the H200) before
-    the first request comes, and torch for a CUDA worker: the GPU memory probe measures the CUDA
-    context through it (an ONNX Runtime worker's first runner took 3.9-4.5 s on the H200, that
-    import and a CUDA context; how it splits was not measured). A failure is left to the group's runner, which charges it to a case."""
+    """Import what ``backend``'s first group would (``Backend.preload``; torch: 3 s on the 2-core
+    box, 6-7 s on the H200) before the first request comes, and torch for a CUDA worker: the GPU
+    memory probe measures the CUDA context through it (an ONNX Runtime worker's first runner took
+    3.9-4.5 s on the H200, that import and a CUDA context; how it splits was not measured). A
+    failure is left to the group's runner, which charges it to a case."""
     try:
         from infersweep.backends import get_backend
 
-        packages = list(get_backend(backend).packages)
+        get_backend(backend).preload()
         if device == "cuda" and importlib.util.find_spec("torch") is not None:
             from infersweep.env import gpus
 
             if gpus():  # the probe uses torch only where NVML sees a GPU (probes/gpu_memory.py)
-                packages.append("torch")
-        for package in packages:
-            importlib.import_module(package)
+                importlib.import_module("torch")
     except Exception:
         pass
 
