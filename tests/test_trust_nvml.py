@@ -25,7 +25,7 @@ def fake_pynvml(**state) -> ModuleType:
     nvml = ModuleType("pynvml")
     nvml.state = {"used_mb": 1000, "process_mb": 500, "pids": [os.getpid()], "sm": 1980,
                   "sm_max": 1980, "mem": 3201, "temp": 40, "power_mw": 300_000, "reasons": 0,
-                  **state}
+                  "busy": 100, **state}
     nvml.NVMLError = type("NVMLError", (Exception,), {})
     nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_MEM, nvml.NVML_TEMPERATURE_GPU = 1, 2, 0
     nvml.nvmlInit = lambda: None
@@ -39,6 +39,13 @@ def fake_pynvml(**state) -> ModuleType:
     nvml.nvmlDeviceGetTemperature = lambda h, sensor: s["temp"]
     nvml.nvmlDeviceGetPowerUsage = lambda h: s["power_mw"]
     nvml.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: s["reasons"]
+
+    def utilization(handle):
+        if s["busy"] is None:  # a GPU or driver without the counter
+            raise nvml.NVMLError("Not Supported")
+        return SimpleNamespace(gpu=s["busy"], memory=10)
+
+    nvml.nvmlDeviceGetUtilizationRates = utilization
     return nvml
 
 
@@ -121,3 +128,29 @@ def test_the_gpu_sampler_records_the_worst_of_the_phase_not_its_end(monkeypatch)
     time.sleep(0.05)
     window = sampler.stop()
     assert (window.sm_clock_min_mhz, window.temperature_max_c) == (1000, 85)
+
+
+HOST_BOUND = "host-bound: the GPU was busy"
+
+
+@pytest.mark.parametrize("busy, warned", [(35, True), (79, True), (80, False), (97, False)])
+def test_a_timed_loop_whose_gpu_mostly_waited_for_the_host_is_warned_of(monkeypatch, busy,
+                                                                        warned):
+    """A launch-bound case's median follows the host thread (2.3x between processes on the
+    H200): a warning that names how busy the GPU was, not a noise cause (timing again in the
+    same process would not cure it, and the row stays trusted)."""
+    noise, reading = _guard_phase(monkeypatch, {"busy": busy}, busy=100)
+    assert reading.fields["gpu_busy_pct"] == busy
+    assert reading.info["gpu_state"]["gpu_busy_pct"] == busy
+    found = [w for w in reading.warnings if w.startswith(HOST_BOUND)]
+    assert found == ([f"{HOST_BOUND} {busy}% of the timed loop, so the median follows the speed "
+                      "of the host thread that launches its work, which moves between "
+                      "processes; --repeats N measures that spread"] if warned else [])
+    assert "host-bound" not in noise
+
+
+def test_a_gpu_without_the_utilization_counter_gives_no_busy_figure_and_no_warning(monkeypatch):
+    _, reading = _guard_phase(monkeypatch, {"busy": None}, busy=None)
+    assert reading.fields["gpu_busy_pct"] is None
+    assert not [w for w in reading.warnings if w.startswith(HOST_BOUND)]
+    assert reading.info["gpu_state"]["sm_clock_min_mhz"] == 1980  # the rest still sampled
