@@ -15,7 +15,10 @@ call, because a device command is capped at 10 minutes; the phases share DIR:
   session, harness = the rest) for each phase, then every case's warm median next to the old
   path's, the ratio, and how many agree within 3%; next to them the cold median (the fast path
   again, in other processes), so that warm/old is judged against the spread of one path between
-  processes. ``old`` may be a part of the grid (e.g. ``--phase old --sizes 224``: the last
+  processes. Where the rows record ``gpu_busy_pct`` (how busy NVML saw the GPU during the timed
+  loop), each case shows it for warm/old and a second count takes only the cases GPU-bound in
+  both: a host-bound median follows the launching thread, which moves between processes (a
+  hand-written loop 2.3x on the H200: process_spread.py). ``old`` may be a part of the grid (e.g. ``--phase old --sizes 224``: the last
   ``--sizes`` given wins) where device time is short.
 Targets (issue 16): cold <= 300 s, warm <= 120 s, measuring >= 50% of the warm wall time.
 Each phase's wall time is the `infersweep run` process's, start to exit, measured here.
@@ -41,6 +44,7 @@ import time
 from pathlib import Path
 
 from infersweep.backends.torch_compile import fx_graph_counts
+from infersweep.probes.contention import HOST_BOUND_BUSY
 
 GRID = ["--model", "resnet18", "--backends", "torch,torch-compile,onnxruntime",
         "--devices", "cuda", "--precisions", "fp32,fp16", "--sizes", "224,256,384,512",
@@ -203,6 +207,13 @@ def parent_phases(root: Path, phase: str) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
+def host_bound(r: dict) -> bool | None:
+    """Whether the row's GPU waited for the host much of its timed loop (its median follows the
+    launching thread, which moves between processes); None for a tree that did not record it."""
+    busy = r.get("gpu_busy_pct")
+    return None if busy is None else busy < HOST_BOUND_BUSY
+
+
 def label(r: dict) -> str:
     return (f"{r['backend']:<13} {r['precision']} {r['image_size']:>3}px bs{r['batch_size']:<3}")
 
@@ -252,28 +263,37 @@ def report(root: Path) -> int:
         return 1
     warm, old = rows(root, "warm"), rows(root, "old")
     cold = rows(root, "cold") if (root / "cold" / "results.json").exists() else {}
-    compared, noise = [], []
+    compared, noise, gpu_bound = [], [], []
     # cold is the fast path too, in other processes: warm/cold is the process-to-process spread
     # of one path, against which warm/old (the path changed) is judged.
     print(f"\n{'case':<32} {'warm ms':>9} {'old ms':>9} {'warm/old':>9} {'cold ms':>9} "
-          f"{'warm/cold':>9}")
+          f"{'warm/cold':>9} {'GPU busy':>8}")
     for case_id, w in sorted(warm.items(), key=lambda kv: label(kv[1])):
         o, c = old.get(case_id), cold.get(case_id)
         if w["status"] != "ok" or not o or o["status"] != "ok":
             continue
         ratio = w["latency_ms_median"] / o["latency_ms_median"]
         compared.append(ratio)
-        same = ""
+        same = f"{'':9} {'':9}"
         if c and c["status"] == "ok":
             noise.append(w["latency_ms_median"] / c["latency_ms_median"])
             same = f"{c['latency_ms_median']:9.3f} {noise[-1]:9.3f}"
+        bound = [host_bound(w), host_bound(o)]
+        if bound == [False, False]:
+            gpu_bound.append(ratio)
+        busy = "/".join("-" if r.get("gpu_busy_pct") is None else f"{r['gpu_busy_pct']:.0f}"
+                        for r in (w, o))
         flag = "" if abs(ratio - 1) <= AGREE else "  <- warm/old beyond 3%"
+        flag += "  (host-bound)" if True in bound else ""
         print(f"{label(w):<32} {w['latency_ms_median']:9.3f} {o['latency_ms_median']:9.3f} "
-              f"{ratio:9.3f} {same}{flag}")
+              f"{ratio:9.3f} {same} {busy:>8}{flag}")
     skipped = sum(1 for k, w in warm.items() if k not in old)
     if not compared:
         return 1
     print(f"\n{_agreement('warm/old (fast path vs old path)', compared)}")
+    if gpu_bound:  # the GPU busy >= HOST_BOUND_BUSY % in both: medians that follow the GPU
+        print(_agreement(f"warm/old, GPU-bound in both (GPU busy >= {HOST_BOUND_BUSY}%)",
+                         gpu_bound))
     if noise:
         print(f"{_agreement('warm/cold (fast path in two processes)', noise)}")
     if skipped:
