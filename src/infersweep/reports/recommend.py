@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infersweep.grid.constraints import OBJECTIVES, ConstraintError, Constraints
+from infersweep.probes.contention import HOST_BOUND_BUSY
 from infersweep.reports.blocks import Block, Para, Table, to_markdown
 from infersweep.reports.rows import DISAGREES, report_rows, untrusted_reason
 from infersweep.reports.summary import Series, varying_fields
@@ -314,10 +315,14 @@ def _process_noise_note(rec: Recommendation) -> str | None:
     a, b = first.get(column), second.get(column)
     gap = f" (they differ by {100 * abs(a - b) / max(abs(a), abs(b)):.0f}% on the objective)" \
         if a and b else ""
+    bound = [f"{rec.label(r)} was host-bound (the GPU busy {r['gpu_busy_pct']:.0f}% of its "
+             "timed loop): its median follows the host thread that launches the work, which "
+             "moves between processes" for r in single
+             if r.get("gpu_busy_pct") is not None and r["gpu_busy_pct"] < HOST_BOUND_BUSY]
     return (f"The best and the runner-up{gap} were measured in one worker process "
             f"{'each' if len(single) == 2 else 'for ' + rec.label(single[0])}: "
             "process-to-process noise is not accounted for; re-run with --repeats 3 before "
-            "acting on a small difference.")
+            "acting on a small difference." + "".join(f" {b}." for b in bound))
 
 
 def _miss_text(m: Miss) -> tuple[str, str, str, str]:
