@@ -18,8 +18,9 @@ call, because a device command is capped at 10 minutes; the phases share DIR:
   processes. Where the rows record ``gpu_busy_pct`` (how busy NVML saw the GPU during the timed
   loop), each case shows it for warm/old and a second count takes only the cases GPU-bound in
   both: a host-bound median follows the launching thread, which moves between processes (a
-  hand-written loop 2.3x on the H200: process_spread.py). ``old`` may be a part of the grid (e.g. ``--phase old --sizes 224``: the last
-  ``--sizes`` given wins) where device time is short.
+  hand-written loop 2.3x on the H200: process_spread.py). ``old`` may be a part of the grid
+  (e.g. ``--phase old --sizes 224``: the last ``--sizes`` given wins) where device time is
+  short.
 Targets (issue 16): cold <= 300 s, warm <= 120 s, measuring >= 50% of the warm wall time.
 Each phase's wall time is the `infersweep run` process's, start to exit, measured here.
 
