@@ -115,8 +115,10 @@ def test_the_run_says_where_its_time_went(sweep):
     phases = json.loads(con.execute(
         "SELECT value FROM meta WHERE key = 'parent_phases'").fetchone()[0])
     con.close()
-    assert list(phases) == ["run_sweep", "plan", "first_worker_started", "cases_begin"]
-    assert 0 < phases["run_sweep"] <= phases["plan"] <= phases["first_worker_started"] <= \
+    # the first worker starts before the plan's dry runs, which import torch in this parent
+    # with an empty cache (this fixture's): its own imports run meanwhile
+    assert list(phases) == ["run_sweep", "first_worker_started", "plan", "cases_begin"]
+    assert 0 < phases["run_sweep"] <= phases["first_worker_started"] <= phases["plan"] <= \
         phases["cases_begin"] < 60
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("time: wall ") and "harness per case" in last

@@ -98,18 +98,28 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         short = repeats.missing(list(stored.values()), spec.repeats)
         finished = {cid: status for cid, status in store.finished(retry_failed, spec.quick).items()
                     if cid not in short}
-        plan = make_plan(spec, finished, gpu_present, only, store.statuses())
-        phases["plan"] = round(time.monotonic() - PROCESS_START, 3)
-        to_run = [p.case for p in plan if p.action == RUN]
         # Seen working in this run, or before on this machine with this cache: not scouted.
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
                   if r.status == "ok"} | history.proven_combinations()
-        order = order_groups(group_cases(to_run), proven)
-        if order:
-            # The first worker's interpreter and runtime import (torch: 6 s on the H200) run
-            # while this process describes the machine and writes the first reports.
-            executor.start_early(order[0])
+
+        def first_groups(plan: list[PlannedCase]) -> list[list[Case]]:
+            return order_groups(group_cases([p.case for p in plan if p.action == RUN]), proven)
+
+        # The first worker's interpreter and runtime import (torch: 6 s on the H200) run while
+        # this process plans, describes the machine and writes the first reports. It starts
+        # before the plan's dry runs (does the model take each size?), which import torch here
+        # when the cache has no answers yet (7-10 s of a cold run's parent on the H200): planned
+        # without them, the first group is the same unless they refuse a size, and a worker
+        # started for a group that then does not come first is let go.
+        guess = first_groups(make_plan(spec, finished, gpu_present, only, store.statuses(),
+                                       dry_runs=False))
+        if guess:
+            executor.start_early(guess[0])
             phases["first_worker_started"] = round(time.monotonic() - PROCESS_START, 3)
+        plan = make_plan(spec, finished, gpu_present, only, store.statuses())
+        phases["plan"] = round(time.monotonic() - PROCESS_START, 3)
+        to_run = [p.case for p in plan if p.action == RUN]
+        order = first_groups(plan)
         env = envmod.collect()
         store.set_meta("env", env)
         store.set_meta("spec", _spec_json(spec))

@@ -88,10 +88,12 @@ def _absolute(path: str, base: Path | None) -> Path:
 def check_model(ref: ModelRef) -> None:
     """Open what the entry names, without running user code: a ModelError names the problem."""
     if ref.kind == TORCHVISION:
-        from infersweep.artefacts.models import available_models
+        from infersweep.artefacts.models import available_models, registered_models
 
-        _check_name(ref.text, ref.target, available_models(), "torchvision",
-                    "(see `infersweep plan --list-models`)")
+        # A name the source reader missed is asked of torchvision before it is refused.
+        known = available_models()
+        _check_name(ref.text, ref.target, known if ref.target in known else registered_models(),
+                    "torchvision", "(see `infersweep plan --list-models`)")
     elif ref.kind == TIMM:
         _check_name(ref.text, ref.target, timm_models(), "timm", "")
     elif ref.kind == FACTORY:

@@ -20,6 +20,7 @@ from pathlib import Path
 from infersweep.artefacts.cache import cache_root
 from infersweep.artefacts.model_ref import (FACTORY, ONNX, TIMM, TORCHVISION, ModelError,
                                             factory_digest, onnx_input, parse_model)
+from infersweep.artefacts.torchvision_names import names_in_source
 
 
 class WeightsError(ValueError):
@@ -28,23 +29,18 @@ class WeightsError(ValueError):
 
 @lru_cache(maxsize=1)
 def available_models() -> tuple[str, ...]:
-    """torchvision's classification models by name. Listing them imports torchvision and torch:
-    checking ``--model resnet18`` (a model named on the command line) cost a run's parent 2.6 s
-    on the 2-core box and 7.4 s of the H200's warm start before its first worker was spawned. So
-    `run` keeps the list in the cache's memo (``input_sizes.json``, keyed by torchvision's
-    installed version, read without importing it), as it keeps the dry runs' answers, and the
-    next parent reads it from there."""
-    version = _version("torchvision")
-    key = json.dumps(["torchvision-models", version])
-    known = _remembered().get(key) if version else None
-    if isinstance(known, list) and known and all(isinstance(n, str) for n in known):
-        return tuple(known)
+    """torchvision's classification models by name, read from torchvision's source without
+    importing it (artefacts/torchvision_names.py); where the source cannot tell, from
+    torchvision itself."""
+    return names_in_source() or registered_models()
+
+
+@lru_cache(maxsize=1)
+def registered_models() -> tuple[str, ...]:
+    """torchvision's own list of its classification models (imports torchvision and torch)."""
     import torchvision
 
-    names = tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
-    if version:
-        _ANSWERED[key] = list(names)
-    return names
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
 
 
 def _classifier_key(model) -> str:
@@ -137,7 +133,7 @@ def _constructor(ref, image_size: int | None):
     import torchvision
 
     if ref.kind == TORCHVISION:
-        if ref.target not in available_models():
+        if ref.target not in registered_models():  # torchvision is imported here anyway
             raise WeightsError(f"unknown model {ref.target!r}")
         return lambda n=None: torchvision.models.get_model(
             ref.target, weights=None, **({} if n is None else {"num_classes": n}))
@@ -272,9 +268,9 @@ class ModelSource:
         return tuple(cfg.mean), tuple(cfg.std)
 
 
-# The dry runs this process made and torchvision's model names it listed: `run` keeps them in the
-# cache (remember_input_sizes); `plan` builds nothing there.
-_ANSWERED: dict[str, str | list[str] | None] = {}
+# The dry runs this process made: `run` keeps them in the cache (remember_input_sizes); `plan`
+# builds nothing there.
+_ANSWERED: dict[str, str | None] = {}
 
 
 def _input_sizes_file() -> Path:
@@ -311,7 +307,7 @@ def input_size_problem(name: str, image_size: int) -> str | None:
 
 
 def remember_input_sizes() -> None:
-    """Keep this process's dry-run answers and model names in the cache (a whole file or none:
+    """Keep this process's dry-run answers in the cache (a whole file or none:
     written aside, then renamed over the old one); a read-only cache only does not remember them."""
     if not _ANSWERED:
         return

@@ -60,7 +60,7 @@ def _input_size_problem(model: str, image_size: int) -> str | None:
     return input_size_problem(model, image_size)
 
 
-def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
+def decide(case: Case, gpu_present: bool, dry_runs: bool = True) -> tuple[str, str]:
     backend = registry()[case.backend]
     reason = backend.supports(case) or backend.supports_model(case)
     if reason:
@@ -68,7 +68,7 @@ def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
     # A model with a fixed input size (ViT: 224 px) fails every case at another size, after a
     # long export: found here in milliseconds instead. Test backends that never build the model
     # run at any size.
-    reason = backend.needs_model and _input_size_problem(case.model, case.image_size)
+    reason = dry_runs and backend.needs_model and _input_size_problem(case.model, case.image_size)
     if reason:
         return UNSUPPORTED, reason
     if case.device == "cuda" and not gpu_present:
@@ -80,14 +80,16 @@ def decide(case: Case, gpu_present: bool) -> tuple[str, str]:
 
 
 def make_plan(spec: Spec, finished: dict[str, str], gpu_present: bool, only: Filter | None = None,
-              stored: dict[str, str] | None = None) -> list[PlannedCase]:
+              stored: dict[str, str] | None = None, dry_runs: bool = True) -> list[PlannedCase]:
     """``finished`` maps case ids that need no run to their stored status; ``only`` keeps the
-    cases that match it (``stored``: every stored status, for filters on status)."""
+    cases that match it (``stored``: every stored status, for filters on status). Without
+    ``dry_runs`` every image size is taken to suit the model: a first guess at the plan, made
+    before the dry runs import torch."""
     planned = []
     for case in expand(spec):
         if only is not None and not only.matches(case, (stored or {}).get(case.case_id)):
             continue
-        action, reason = decide(case, gpu_present)
+        action, reason = decide(case, gpu_present, dry_runs)
         if action == RUN and case.case_id in finished:
             action, reason = DONE, f"already {finished[case.case_id]} in the run directory"
         planned.append(PlannedCase(case, action, reason))
