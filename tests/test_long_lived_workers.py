@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import FAST, cli, stored, workers_of
+from conftest import FAST, cli, cli_popen, stored, workers_of
 from fault_backend import FAULT_BATCH
 
 from infersweep.case import Case
@@ -237,3 +237,18 @@ def test_gpu_groups_share_a_worker_and_find_their_export_prebuilt(tmp_path):
         assert info[48]["artefacts_prebuilt"] is True
         assert [a["kind"] for a in info[48]["builder"]["artefacts"]] == ["onnx"]
         assert len(info[48]["worker_cpus"]) < len(os.sched_getaffinity(0))
+
+
+def test_a_first_worker_started_for_sizes_the_dry_runs_then_refuse_is_let_go(tmp_path):
+    """The first worker starts on a plan made before the dry runs (sweep.py): when they refuse
+    every size (vit_b_16 takes 224 px only), nothing runs, and that worker ends with the run."""
+    proc, pid = cli_popen("run", "--model", "vit_b_16", "--backends", "torch", "--devices", "cpu",
+                          "--sizes", "32", "--batches", "1", "--out", tmp_path / "run", *FAST)
+    assert proc.returncode == 1, proc.stderr
+    assert "1 unsupported" in proc.stdout
+    assert workers_of(pid) == []
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    phases = json.loads(con.execute(
+        "SELECT value FROM meta WHERE key = 'parent_phases'").fetchone()[0])
+    con.close()
+    assert phases["first_worker_started"] <= phases["plan"]  # it was started, before the plan

@@ -102,7 +102,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         proven = {(r.case.backend, r.case.device, r.case.precision) for r in store.results()
                   if r.status == "ok"} | history.proven_combinations()
 
-        def first_groups(plan: list[PlannedCase]) -> list[list[Case]]:
+        def ordered_groups(plan: list[PlannedCase]) -> list[list[Case]]:
             return order_groups(group_cases([p.case for p in plan if p.action == RUN]), proven)
 
         # The first worker's interpreter and runtime import (torch: 6 s on the H200) run while
@@ -111,7 +111,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         # when the cache has no answers yet (7-10 s of a cold run's parent on the H200): planned
         # without them, the first group is the same unless they refuse a size, and a worker
         # started for a group that then does not come first is let go.
-        guess = first_groups(make_plan(spec, finished, gpu_present, only, store.statuses(),
+        guess = ordered_groups(make_plan(spec, finished, gpu_present, only, store.statuses(),
                                        dry_runs=False))
         if guess:
             executor.start_early(guess[0])
@@ -119,7 +119,7 @@ def run_sweep(spec: Spec, out_dir: Path, observer: Observer, *, fresh: bool = Fa
         plan = make_plan(spec, finished, gpu_present, only, store.statuses())
         phases["plan"] = round(time.monotonic() - PROCESS_START, 3)
         to_run = [p.case for p in plan if p.action == RUN]
-        order = first_groups(plan)
+        order = ordered_groups(plan)
         env = envmod.collect()
         store.set_meta("env", env)
         store.set_meta("spec", _spec_json(spec))
