@@ -69,9 +69,9 @@ class GroupRunner:
             seed=request.seed, case=first, group=tuple(request.cases))
         self.session = None
         self.setup_s: float | None = None
-        # Probes see the worker after importing the runtime, before the group's model exists.
-        for package in self.ctx.backend.packages:
-            importlib.import_module(package)
+        # Probes see the worker after importing the runtime (done already where the worker
+        # preloaded it), before the group's model exists.
+        self.ctx.backend.preload()
         self.probes = GroupProbes([probe() for probe in registry()], self.ctx)
         self.batches = None  # the group's data source, opened on first use
 
