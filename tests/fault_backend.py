@@ -37,7 +37,8 @@ class FaultSession(Session):
 
     def __init__(self, mode: str):
         self.mode = mode
-        self.info = {"mode": mode}
+        # where the worker keeps its bytecode (tests/test_bytecode_cache.py)
+        self.info = {"mode": mode, "pycache_prefix": sys.pycache_prefix}
         self.child = None
 
     def place(self, batch):

@@ -40,10 +40,20 @@ def _print_version(wanted: bool) -> None:
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option(
+def _main(ctx: typer.Context, version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True,
         help="print the version and exit")] = False):
-    pass
+    if ctx.invoked_subcommand != "cache":  # `cache clear` must leave the cache empty
+        from infersweep.artefacts.cache import cache_root
+        from infersweep.run.bytecode_cache import PycacheSettingError, use_in_this_process
+
+        # Where Python keeps no bytecode, what this process imports from here on (torch for the
+        # dry runs, matplotlib for the plots) and the processes it starts compile each module
+        # once, not at every start (run/bytecode_cache.py).
+        try:
+            use_in_this_process(cache_root())
+        except PycacheSettingError as exc:
+            _fail(str(exc))
 
 
 def _stored_statuses(out_dir: Path, quick: bool, retry_failed: bool = False

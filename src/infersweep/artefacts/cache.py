@@ -111,8 +111,9 @@ KINDS = {
     "triton": "Triton kernels",
     "peaks": "measured peak TFLOP/s (peaks.json)",
     "history": "wall time of earlier cases, for plan's estimate (history.jsonl)",
-    "input-sizes": ("which image sizes a library model takes and torchvision's model names, for "
-                    "plan (input_sizes.json)"),
+    "input-sizes": "which image sizes a library model takes, for plan (input_sizes.json)",
+    "pycache": ("Python bytecode of infersweep's processes, where Python keeps none of its own "
+                "(PYTHONDONTWRITEBYTECODE, a read-only site-packages)"),
 }
 KIND_FILES = {"peaks": "peaks.json", "history": "history.jsonl", "input-sizes": "input_sizes.json"}
 
