@@ -111,11 +111,21 @@ class TorchCompile(Backend):
         """torch.compile's first call in a process imports Dynamo's backend and Inductor: 2.4-2.9 s
         of the first group's setup on the H200 (1-1.5 s on the 2-core box), paid by every
         torch-compile worker. A call on a module that is never run does those imports and
-        compiles nothing, on no device."""
+        compiles nothing, on no device; the cache keys are computed here too."""
         super().preload()
         import torch
 
         torch.compile(torch.nn.Identity())
+        # The keys of Inductor's caches hash torch's and Triton's sources on the first lookup
+        # (~0.7 s of the first shape's setup on the 2-core box); both are memoised for the
+        # process. Private and version-dependent: where one is missing, the first compile pays.
+        try:
+            from torch._inductor import codecache
+
+            codecache.torch_key()
+            codecache.triton_key()  # hashes Triton's files; touches no device
+        except Exception:
+            pass
 
 
 BACKENDS = [TorchCompile(
