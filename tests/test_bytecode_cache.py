@@ -115,7 +115,7 @@ def test_the_flag_or_a_read_only_site_packages_means_python_writes_none(monkeypa
         [sys.executable, "-B", "-c", "from infersweep.run.bytecode_cache import "
          "python_writes_no_bytecode as f; print(f())"], capture_output=True, text=True,
         timeout=60, env=_without_user_prefix())
-    assert flag.stdout.strip() == "True", flag.stderr
+    assert flag.stdout.strip() == "True", (flag.stdout, flag.stderr)
     monkeypatch.setattr(bytecode_cache.sys, "flags", type("F", (), {"dont_write_bytecode": 0})())
     monkeypatch.setattr(bytecode_cache.os, "access", lambda path, mode: False)
     assert bytecode_cache.python_writes_no_bytecode()
@@ -129,8 +129,8 @@ def test_a_sweep_keeps_its_processes_bytecode_in_the_cache(tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "run"
     env = _without_user_prefix(PYTHONDONTWRITEBYTECODE="1", INFERSWEEP_CACHE=str(cache),
                                INFERSWEEP_PYCACHE="on")
-    done = cli("run", "--backends", "fault-ok", "--sizes", "8", "--batches", "1", "--out", out,
-               *FAST, env=env)
+    done = cli("run", "--backends", "fault-ok", "--devices", "cpu", "--sizes", "8", "--batches",
+               "1", "--out", out, *FAST, env=env)
     assert done.returncode == 0, done.stderr
     rows = json.loads((out / "results.json").read_text())["results"]
     assert [r["status"] for r in rows] == ["ok"]

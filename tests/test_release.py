@@ -52,8 +52,8 @@ def test_a_cuda_worker_imports_torch_before_its_first_group_for_the_memory_probe
 PRELOAD_COMPILE = """
 import sys
 import torch._inductor.codecache as codecache
-keyed = []
-for name in ("torch_key", "triton_key"):
+keyed, present = [], [n for n in ("torch_key", "triton_key") if hasattr(codecache, n)]
+for name in present:  # this torch's (2.11 on the H200 may lack one)
     def counted(original=getattr(codecache, name), name=name):
         keyed.append(name)
         return original()
@@ -62,7 +62,7 @@ from infersweep.run.worker import preload
 preload("torch-compile", "cpu")
 import torch
 loaded = "torch._inductor.compile_fx" in sys.modules
-print(loaded, torch.cuda.is_initialized(), ",".join(keyed))
+print(loaded, torch.cuda.is_initialized(), keyed == present and bool(present))
 """
 
 
@@ -74,4 +74,4 @@ def test_a_torch_compile_worker_imports_inductor_before_its_first_group():
     proc = subprocess.run([sys.executable, "-c", PRELOAD_COMPILE], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["True", "False", "torch_key,triton_key"]
+    assert proc.stdout.split()[-3:] == ["True", "False", "True"]

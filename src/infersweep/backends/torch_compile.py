@@ -121,11 +121,13 @@ class TorchCompile(Backend):
         # process. Private and version-dependent: where one is missing, the first compile pays.
         try:
             from torch._inductor import codecache
-
-            codecache.torch_key()
-            codecache.triton_key()  # hashes Triton's files; touches no device
         except Exception:
-            pass
+            return
+        for key in ("torch_key", "triton_key"):  # triton_key hashes files; touches no device
+            try:
+                getattr(codecache, key)()
+            except Exception:
+                pass
 
 
 BACKENDS = [TorchCompile(
