@@ -46,6 +46,8 @@ from pathlib import Path
 
 from infersweep.backends.torch_compile import fx_graph_counts
 from infersweep.probes.contention import HOST_BOUND_BUSY
+from infersweep.results.store import Store
+from infersweep.results.time_split import by_backend
 
 GRID = ["--model", "resnet18", "--backends", "torch,torch-compile,onnxruntime",
         "--devices", "cuda", "--precisions", "fp32,fp16", "--sizes", "224,256,384,512",
@@ -133,6 +135,18 @@ def split(root: Path, phase: str) -> dict:
             "fx_graphs": fx_graph_counts((r.get("info"), r["batch_size"])
                                          for r in rows(root, phase).values()),
             "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
+
+
+def backend_times(root: Path, phase: str) -> list:
+    """The phase's cases' time per backend (results/time_split.by_backend), from its store."""
+    store_path = root / phase / "results.sqlite"
+    if not store_path.exists():
+        return []
+    store = Store(store_path, readonly=True)
+    try:
+        return by_backend(store.results())
+    finally:
+        store.close()
 
 
 def timeline(root: Path, phase: str) -> dict[str, float] | None:
@@ -252,6 +266,11 @@ def report(root: Path) -> int:
             print("       torch-compile FX-graph cache: " + ", ".join(
                 f"{n} {state}" for state, n in sorted(s["fx_graphs"].items()))
                 + ("  <- the warm run compiled again" if compiled_again else ""))
+        parts = backend_times(root, phase)
+        if parts:
+            print("       by backend (the cases' own wall): " + "; ".join(
+                f"{p.backend} {p.wall_s:.1f} s (measuring {p.measuring_s:.1f}, of which first "
+                f"runs {p.first_runs_s:.1f}; setup {p.setup_s:.1f})" for p in parts))
         phases = parent_phases(root, phase)
         if phases:
             print("       the parent, from its start: " + ", ".join(

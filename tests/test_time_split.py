@@ -99,3 +99,18 @@ def test_the_section_says_how_many_torch_compile_graphs_came_from_inductors_cach
     assert ("- torch-compile graphs: 2 loaded from Inductor's FX-graph cache, 2 compiled anew, "
             "1 not cacheable (a rerun on this cache loads the ones compiled anew).") in section
     assert not any("torch-compile" in line for line in time_section([split.to_dict()], rows[3:]))
+
+
+def test_the_section_splits_the_cases_time_by_backend():
+    """Per (backend, device): the cases' wall, measuring, the cold first runs in it, setup (the
+    group's counted once, as in the run's split)."""
+    rows = _session()
+    rows[0].wall_s, rows[1].wall_s, rows[2].wall_s, rows[3].wall_s = 6.0, 5.0, 1.5, 3.0
+    rows[0].first_iter_ms, rows[1].first_iter_ms = 400.0, 200.0
+    split = time_split(rows, wall_s=25.0)
+    table = [line for line in time_section([split.to_dict()], rows)
+             if line.startswith("| ") and "device" not in line and "seconds" not in line][4:]
+    assert table == [
+        "| torch | cpu | 3 | 14.0 | 8.0 | 0.7 | 3.5 | 1.17 |",
+        "| onnxruntime | cpu | 1 | 1.5 | 0.0 | 0.0 | 1.0 | 1.00 |"]
+    assert not any(line.startswith("By backend") for line in time_section([split.to_dict()]))

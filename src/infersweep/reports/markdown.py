@@ -21,7 +21,7 @@ from infersweep.reports.recommend import report_sections
 from infersweep.reports.rows import above_peak_note, problems, status_line
 from infersweep.reports.summary import build_summary, markdown_lines
 from infersweep.results import result as resultmod
-from infersweep.results.time_split import TimeSplit, total
+from infersweep.results.time_split import TimeSplit, by_backend, total
 
 
 def _ms(value) -> str:
@@ -207,8 +207,24 @@ def time_section(sessions: list[dict] | None, results: list[resultmod.Result] = 
               "specialisation.",
               "- harness: the rest: worker start and imports, probes (memory, FLOPs, the fp32 "
               "reference) and pipelined throughput (GPU), storing and reports after each case, "
-              "gaps between cases, failed cases.", *compile_cache_note(results), ""]
+              "gaps between cases, failed cases.", *compile_cache_note(results), "",
+              *backend_table(results)]
     return lines
+
+
+def backend_table(results: list[resultmod.Result]) -> list[str]:
+    """Each (backend, device)'s cases: their wall, measuring (and the cold first runs in it:
+    cuDNN's or ONNX Runtime's autotuning of a new shape), setup; what to drop or cache first."""
+    parts = by_backend(results)
+    if not parts:
+        return []
+    return ["By backend: the cases' own wall time (the gaps between cases are harness), its "
+            "measuring, of which the cold first run of each case, and setup.", "",
+            "| backend | device | cases | wall s | measuring s | of which first runs s | "
+            "setup s | setup per case s |", "|---|---|---:|---:|---:|---:|---:|---:|",
+            *[f"| {p.backend} | {p.device} | {p.cases} | {p.wall_s:.1f} | {p.measuring_s:.1f} | "
+              f"{p.first_runs_s:.1f} | {p.setup_s:.1f} | {p.setup_s / p.cases:.2f} |"
+              for p in parts], ""]
 
 
 def markdown_text(ctx: ReportContext) -> str:

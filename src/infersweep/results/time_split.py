@@ -107,3 +107,35 @@ def total(splits: Iterable[TimeSplit]) -> TimeSplit | None:
     return TimeSplit(wall, sum(s.measuring_s for s in splits), sum(s.setup_s for s in splits),
                      max(1, workers), sum(s.sessions for s in splits),
                      sum(s.cases for s in splits))
+
+
+@dataclass(frozen=True)
+class BackendTime:
+    """What one (backend, device)'s cases took, summed over their processes: where a sweep's
+    time went in terms a user can act on (a torch-compile sweep whose setup is a third of the
+    wall, an autotuning first run in every case)."""
+    backend: str
+    device: str
+    cases: int
+    wall_s: float  # the cases' own wall times (not the gaps between them)
+    measuring_s: float
+    first_runs_s: float  # of measuring: each case's cold first run (cuDNN/ORT autotuning lives here)
+    setup_s: float
+
+
+def by_backend(results: Iterable[Result]) -> list[BackendTime]:
+    """The cases' time per (backend, device), in order of first appearance."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    groups: set[tuple] = set()
+    for result in results:
+        key = result.case.group_key
+        measuring, setup = case_spent(result, first_of_group=key not in groups)
+        groups.add(key)
+        row = sums.setdefault((result.case.backend, result.case.device), [0, 0.0, 0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += result.wall_s or 0.0
+        row[2] += measuring
+        row[3] += (result.first_iter_ms or 0.0) / 1000 if result.status == "ok" else 0.0
+        row[4] += setup
+    return [BackendTime(backend, device, int(n), wall, measuring, first, setup)
+            for (backend, device), (n, wall, measuring, first, setup) in sums.items()]
