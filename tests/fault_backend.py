@@ -16,6 +16,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -104,11 +105,32 @@ def _slow_exit_from_now() -> None:
         atexit.register(_exit_slowly, os.environ.get("INFERSWEEP_FAULT_EXIT_MARK"))
 
 
+_EXIT_WORK: list = []
+
+
+def _work_at_exit(marks: str) -> None:
+    """fault-exit-work: what a worker's exit must still do, each leaving DIR/<pid>.<what>: a
+    non-daemon thread that ends after the group, an atexit handler."""
+    if _EXIT_WORK or not marks:
+        return
+    base = Path(marks) / str(os.getpid())
+
+    def late_thread():
+        time.sleep(0.3)
+        Path(f"{base}.thread").write_text("joined")
+
+    threading.Thread(target=late_thread, daemon=False).start()
+    atexit.register(lambda: Path(f"{base}.atexit").write_text("ran"))
+    _EXIT_WORK.append(base)
+
+
 class FaultBackend(Backend):
     def prepare(self, source, case, cache):
         mode = self.name.split("-", 1)[1]
         if mode == "slow-exit":  # runs like ok; only the process's exit is slow
             _slow_exit_from_now()
+        if mode == "exit-work":  # runs like ok; leaves marks of its exit
+            _work_at_exit(os.environ.get("INFERSWEEP_FAULT_EXIT_MARK", ""))
         return FaultSession(mode)
 
     def build_artefacts(self, source, case, cache):
@@ -120,6 +142,6 @@ class FaultBackend(Backend):
 
 
 MODES = ("ok", "raise", "segfault", "abort", "exit", "hang", "oom", "garbage", "child",
-         "close-channel", "slow-exit")
+         "close-channel", "slow-exit", "exit-work")
 BACKENDS = [FaultBackend(name=f"fault-{m}", devices=("cpu",), precisions={"cpu": ("fp32",)},
                          needs_model=False) for m in MODES]

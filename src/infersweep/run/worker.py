@@ -384,4 +384,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from infersweep.run.quick_exit import exit_without_teardown
+
+    exit_without_teardown(main())
