@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from rounds import alternating  # benchmarks/rounds.py
+
 CHILD = """
 import json, sys, time
 t = time.perf_counter()
@@ -68,14 +70,9 @@ def main() -> int:
     first = child(variants["infersweep"], args.imports, args.cuda)
     print(f"  infersweep, first (fills the cache): imports {first['imports_s']:.2f} s, "
           f"process {first['process_s']:.2f} s")
-    seen: dict[str, list[dict]] = {name: [] for name in variants}
-    for r in range(args.rounds):
-        order = list(variants) if r % 2 == 0 else list(reversed(variants))
-        for name in order:
-            seen[name].append(child(variants[name], args.imports, args.cuda))
-        print(f"  round {r + 1}: " + ", ".join(
-            f"{name} imports {seen[name][-1]['imports_s']:.2f} s / process "
-            f"{seen[name][-1]['process_s']:.2f} s" for name in variants))
+    seen = alternating(list(variants), args.rounds,
+                       lambda name: child(variants[name], args.imports, args.cuda),
+                       lambda x: f"imports {x['imports_s']:.2f} s / process {x['process_s']:.2f} s")
     med = {name: {k: statistics.median(x[k] for x in runs)
                   for k in ("imports_s", "to_ready_s", "process_s")}
            for name, runs in seen.items()}

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from rounds import alternating  # benchmarks/rounds.py
+
 
 def child(variant: str, device: str, size: int, precision: str, cache: Path) -> None:
     import numpy as np
@@ -84,13 +86,9 @@ def main() -> int:
     print(f"torch-compile resnet18 {args.precision} {args.size} px on {args.device}, batches 1 "
           f"then 2; {args.rounds} rounds of fresh processes, order alternating")
     run(args, "preload")  # fills the cache
-    seen: dict[str, list[dict]] = {"imports": [], "preload": []}
-    for r in range(args.rounds):
-        for variant in (list(seen) if r % 2 == 0 else list(reversed(seen))):
-            seen[variant].append(run(args, variant))
-        print(f"  round {r + 1}: " + ", ".join(
-            f"{v} preload {x[-1]['preload_s']:.2f} s, first shape {x[-1]['first_s']:.2f} s, "
-            f"second {x[-1]['second_s']:.2f} s" for v, x in seen.items()))
+    seen = alternating(["imports", "preload"], args.rounds, lambda variant: run(args, variant),
+                       lambda x: f"preload {x['preload_s']:.2f} s, first shape "
+                                 f"{x['first_s']:.2f} s, second {x['second_s']:.2f} s")
     for variant, runs in seen.items():
         print(f"{variant:>8}: median preload "
               f"{statistics.median(x['preload_s'] for x in runs):.2f} s (off the critical path), "

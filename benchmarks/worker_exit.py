@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from rounds import alternating  # benchmarks/rounds.py
+
 
 def child(args) -> None:
     import numpy as np
@@ -82,11 +84,8 @@ def main() -> int:
     print(f"{args.backend} worker (resnet18 fp32 {args.size} px, {args.device}): seconds from "
           f"stdin closed to exit; {args.rounds} rounds of fresh processes, order alternating")
     one(args, "infersweep")  # warms the caches
-    seen: dict[str, list[float]] = {"python-exit": [], "infersweep": []}
-    for r in range(args.rounds):
-        for variant in (list(seen) if r % 2 == 0 else list(reversed(seen))):
-            seen[variant].append(one(args, variant))
-        print(f"  round {r + 1}: " + ", ".join(f"{v} {x[-1]:.2f} s" for v, x in seen.items()))
+    seen = alternating(["python-exit", "infersweep"], args.rounds,
+                       lambda variant: one(args, variant), lambda took: f"{took:.2f} s")
     for variant, took in seen.items():
         print(f"{variant:>12}: median exit {statistics.median(took):.2f} s")
     return 0
