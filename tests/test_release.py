@@ -70,7 +70,7 @@ def test_a_torch_compile_worker_imports_inductor_before_its_first_group():
     """torch.compile's first call in a process imports Inductor (2.4-2.9 s of the first group's
     setup on the H200): a torch-compile worker does it in preload, while it waits for its turn
     (started ahead), without compiling anything or touching a device; and computes the keys of
-    Inductor's caches (~0.7 s of the first shape's setup on the 2-core box)."""
+    Inductor's caches (0.5 s of the first shape's setup on the 2-core box)."""
     proc = subprocess.run([sys.executable, "-c", PRELOAD_COMPILE], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr

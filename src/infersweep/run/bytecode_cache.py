@@ -99,7 +99,6 @@ def use_in_this_process(cache_root: Path) -> Path | None:
     if prefix is not None:
         sys.pycache_prefix = str(prefix)
         sys.dont_write_bytecode = False
-        env = child_env(dict(os.environ), cache_root)
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-        os.environ.update(env)
+        os.environ.update(child_env({}, cache_root))
     return prefix
