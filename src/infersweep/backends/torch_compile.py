@@ -117,8 +117,9 @@ class TorchCompile(Backend):
 
         torch.compile(torch.nn.Identity())
         # The keys of Inductor's caches hash torch's and Triton's sources on the first lookup
-        # (0.5 s of the first shape's setup on the 2-core box, benchmarks/compile_preload.py); both are memoised for the
-        # process. Private and version-dependent: where one is missing, the first compile pays.
+        # (0.5 s of the first shape's setup on the 2-core box: benchmarks/compile_preload.py);
+        # both are memoised for the process. Private and version-dependent: where one is
+        # missing, the first compile pays.
         try:
             from torch._inductor import codecache
         except Exception:
