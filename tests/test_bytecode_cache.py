@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from conftest import FAST, cli
@@ -116,7 +117,11 @@ def test_the_flag_or_a_read_only_site_packages_means_python_writes_none(monkeypa
          "python_writes_no_bytecode as f; print(f())"], capture_output=True, text=True,
         timeout=60, env=_without_user_prefix())
     assert flag.stdout.strip() == "True", (flag.stdout, flag.stderr)
-    monkeypatch.setattr(bytecode_cache.sys, "flags", type("F", (), {"dont_write_bytecode": 0})())
+    # every flag as it is but this one (sysconfig may read others on its first call)
+    flags = {name: getattr(sys.flags, name) for name in dir(sys.flags)
+             if not name.startswith("_") and not callable(getattr(sys.flags, name))}
+    monkeypatch.setattr(bytecode_cache.sys, "flags",
+                        types.SimpleNamespace(**{**flags, "dont_write_bytecode": 0}))
     monkeypatch.setattr(bytecode_cache.os, "access", lambda path, mode: False)
     assert bytecode_cache.python_writes_no_bytecode()
     monkeypatch.setattr(bytecode_cache.os, "access", lambda path, mode: True)
