@@ -37,12 +37,53 @@ def _ctx(case: Case, runs: int = 0, discarded: int = 0) -> ProbeContext:
                         settings=None, seed=0, case=case, timing=timing)
 
 
-class FakeClock:
-    def __init__(self, times):
-        self.times = list(times)
+class SteppedCounter:
+    """An energy counter on a fake clock, as NVML's on the H200: it moves once per ``step_ms``
+    to the energy used up to that refresh. Power is idle_w until ``load(watts)``; time is whole
+    milliseconds, so refreshes fall exactly on polls."""
 
-    def __call__(self):
-        return self.times.pop(0)
+    def __init__(self, idle_w: float, step_ms: int = 100, unit: float = 1000.0):
+        self.now_ms, self.step_ms, self.unit = 0, step_ms, unit  # unit: counts per joule
+        self.segments = [(0, idle_w)]  # (from ms, watts)
+
+    def clock(self) -> float:
+        return self.now_ms / 1000
+
+    def sleep(self, seconds: float) -> None:
+        self.now_ms += round(seconds * 1000)
+
+    def load(self, watts: float) -> None:
+        self.segments.append((self.now_ms, watts))
+
+    def joules_at(self, ms: int) -> float:
+        total = 0.0
+        for (start, watts), (end, _) in zip(self.segments, self.segments[1:] + [(ms, 0)]):
+            total += watts * max(0, min(end, ms) - start) / 1000
+        return total
+
+    def read(self) -> int:
+        refreshed = self.now_ms // self.step_ms * self.step_ms
+        return int(round(self.joules_at(refreshed) * self.unit))
+
+
+def _timed_loop(probe: Energy, counter: SteppedCounter, watts: float, seconds: float):
+    """The timed loop: the GPU draws ``watts`` while the probe's recorder polls (no thread here:
+    the fake clock moves only when told)."""
+    counter.load(watts)
+    for _ in range(round(seconds * 100)):
+        counter.sleep(0.01)
+        probe.recorder.poll_once()
+
+
+def _nvml_of(counter: SteppedCounter, indexes: list[int]):
+    return SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: indexes.append(i) or f"gpu{i}",
+        nvmlDeviceGetTotalEnergyConsumption=lambda handle: counter.read())
+
+
+def _probe(counter: SteppedCounter, **kw) -> Energy:
+    return Energy(clock=counter.clock, sleep=counter.sleep, threaded=False, **kw)
 
 
 def _run(probe: Energy, ctx: ProbeContext, between=lambda: None):
@@ -53,56 +94,101 @@ def _run(probe: Energy, ctx: ProbeContext, between=lambda: None):
     return probe.after(ctx)
 
 
-def _fake_nvml(readings_mj: list[int], indexes: list[int]):
-    return SimpleNamespace(
-        nvmlInit=lambda: None,
-        nvmlDeviceGetHandleByIndex=lambda i: indexes.append(i) or f"gpu{i}",
-        nvmlDeviceGetTotalEnergyConsumption=lambda handle: readings_mj.pop(0))
-
-
 def test_nvml_energy_per_image_net_of_idle(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    # check read; idle 40 J in 0.5 s = 80 W; timed loop 800 J in 2 s = 400 W gross
-    readings = [1_000_000, 1_000_000, 1_040_000, 2_000_000, 2_800_000]
-    indexes: list[int] = []
-    probe = Energy(nvml_loader=lambda: _fake_nvml(readings, indexes),
-                   clock=FakeClock([0.0, 0.5, 10.0, 12.0]), sleep=lambda s: None)
-    reading = _run(probe, _ctx(CUDA, runs=30, discarded=2))  # 32 runs x batch 4 = 128 images
-    # net 800 - 80 x 2 = 640 J for 128 images
-    assert reading.fields == {"energy_j_per_image": 5.0, "images_per_joule": 0.2,
-                              "avg_power_w": 400.0, "idle_power_w": 80.0,
+    counter, indexes = SteppedCounter(idle_w=80), []
+    probe = _probe(counter, nvml_loader=lambda: _nvml_of(counter, indexes))
+    # 2 s at 400 W; 32 runs x batch 4 = 128 images; net (400 - 80) x 2 = 640 J
+    reading = _run(probe, _ctx(CUDA, runs=30, discarded=2),
+                   lambda: _timed_loop(probe, counter, 400, 2.0))
+    assert reading.fields == {"energy_j_per_image": pytest.approx(5.0),
+                              "images_per_joule": pytest.approx(0.2),
+                              "avg_power_w": pytest.approx(400.0),
+                              "idle_power_w": pytest.approx(80.0),
                               "energy_source": "nvml:total_energy_consumption gpu3, "
                                                "idle 80 W subtracted"}
-    assert reading.info["energy"] == {"window_s": 2.0, "joules": 800.0, "images": 128,
-                                      "runs": 32}
-    assert indexes == [3] and readings == []
+    # edges at 0.1, 0.2 ... 2.0 s into the loop: 20 of them, 1.9 s apart
+    assert reading.info["energy"] == {"window_s": 2.0, "edges": 20, "edge_span_s": 1.9,
+                                      "joules": 760.0, "images": 128, "runs": 32}
+    assert set(indexes) == {3}
+
+
+def test_a_loop_read_only_at_its_ends_would_be_off_by_a_step_and_is_not():
+    """The H200's counter moves every 100 ms. A 1000 W loop of 0.35 s that starts 10 ms before
+    a refresh (at 100 W idle) and ends 40 ms after one, read at its ends, gets the refreshes
+    before each end: 90 ms of idle and 310 ms of the loop, 319 J / 0.35 s = 911 W. From its
+    edges it is 1000 W."""
+    counter = SteppedCounter(idle_w=100)
+    probe = _probe(counter, nvml_loader=lambda: _nvml_of(counter, []))
+    probe.start_group(_ctx(CUDA))
+    counter.sleep(0.09 - counter.clock() % 0.1)  # 10 ms before a refresh
+    probe.after_warmup(_ctx(CUDA))
+    before = counter.read()
+    _timed_loop(probe, counter, 1000, 0.35)
+    probe.noise(_ctx(CUDA))
+    at_ends_w = (counter.read() - before) / 1000 / 0.35
+    assert at_ends_w == pytest.approx(319 / 0.35)
+    reading = probe.after(_ctx(CUDA, runs=10))
+    assert reading.fields["avg_power_w"] == pytest.approx(1000.0)
+
+
+def test_a_loop_shorter_than_the_counter_s_step_has_no_figure_and_says_why():
+    """Found on the H200: a 0.08 s loop of ONNX Runtime read the same counter twice, and the row
+    said 0.0 W."""
+    counter = SteppedCounter(idle_w=120)
+    probe = _probe(counter, nvml_loader=lambda: _nvml_of(counter, []))
+    probe.start_group(_ctx(CUDA))
+    counter.sleep(0.01 - counter.clock() % 0.1)  # just after a refresh
+    probe.after_warmup(_ctx(CUDA))
+    _timed_loop(probe, counter, 500, 0.08)
+    probe.noise(_ctx(CUDA))
+    reading = probe.after(_ctx(CUDA, runs=20))
+    why = ("nvml:total_energy_consumption gpu0: no figure: the counter moved 0 time(s) in the "
+           "0.08 s window (it must move twice for a figure: a longer --min-time gives one)")
+    assert reading.fields == {"energy_source": why}
+    assert reading.warnings == [f"energy: {why}"]
+    assert reading.info["energy"]["runs"] == 20
 
 
 def test_a_worker_measures_idle_once_before_its_first_group():
-    # each group's meter: a check read; group 1: idle 40 J in 0.5 s = 80 W, loop 800 J in 2 s;
-    # group 2: no idle read, loop 600 J in 2 s
-    readings = [0, 0, 40_000, 1_000_000, 1_800_000, 1_900_000, 2_000_000, 2_600_000]
+    counter = SteppedCounter(idle_w=80)
+    nvml = _nvml_of(counter, [])
     slept: list[float] = []
-    nvml = _fake_nvml(readings, [])
-    clock = FakeClock([0.0, 0.5, 10.0, 12.0, 20.0, 22.0])
-    first = _run(Energy(nvml_loader=lambda: nvml, clock=clock, sleep=slept.append),
-                 _ctx(CUDA, runs=32))
-    second = _run(Energy(nvml_loader=lambda: nvml, clock=clock, sleep=slept.append),
-                  _ctx(CUDA, runs=32))
-    assert slept == [0.5]
-    assert first.fields["idle_power_w"] == second.fields["idle_power_w"] == 80.0
-    assert second.fields["energy_j_per_image"] == pytest.approx((600 - 80 * 2) / 128)
-    assert readings == []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        counter.sleep(seconds)
+
+    first = Energy(nvml_loader=lambda: nvml, clock=counter.clock, sleep=sleep, threaded=False)
+    first_reading = _run(first, _ctx(CUDA, runs=32),
+                         lambda: _timed_loop(first, counter, 800 / 2, 2.0))
+    idle_slept = sum(slept)
+    counter.load(80)
+    counter.sleep(1.0)
+    second = Energy(nvml_loader=lambda: nvml, clock=counter.clock, sleep=sleep, threaded=False)
+    second_reading = _run(second, _ctx(CUDA, runs=32),
+                          lambda: _timed_loop(second, counter, 300, 2.0))
+    assert idle_slept == pytest.approx(0.5) and sum(slept) == pytest.approx(idle_slept)
+    assert first_reading.fields["idle_power_w"] == second_reading.fields["idle_power_w"]
+    assert second_reading.fields["energy_j_per_image"] == pytest.approx((300 - 80) * 2 / 128)
+
+
+def test_idle_is_polled_on_until_the_counter_moved_twice():
+    counter = SteppedCounter(idle_w=80, step_ms=400)  # a slower counter than the H200's
+    probe = _probe(counter, nvml_loader=lambda: _nvml_of(counter, []))
+    probe.start_group(_ctx(CUDA))
+    assert counter.clock() == pytest.approx(0.8)  # edges at 0.4 and 0.8 s
+    assert probe.idle_w == pytest.approx(80.0)
 
 
 def test_a_server_case_has_no_timed_loop_and_no_energy_per_image():
     """Found on the H200: the server scenario hands probes no Timing; the probe said so with an
     AttributeError in every server row."""
-    readings = [0, 0, 40_000, 1_000_000, 1_800_000]
+    counter = SteppedCounter(idle_w=80)
     server = replace(CUDA, scenario="server(max_batch=8,max_delay_ms=1,qps=300)")
     ctx = replace(_ctx(server), timing=None)
-    reading = _run(Energy(nvml_loader=lambda: _fake_nvml(readings, []),
-                          clock=FakeClock([0.0, 0.5, 10.0, 12.0]), sleep=lambda s: None), ctx)
+    probe = _probe(counter, nvml_loader=lambda: _nvml_of(counter, []))
+    reading = _run(probe, ctx, lambda: _timed_loop(probe, counter, 400, 1.0))
     assert reading.fields == {"energy_source": "nvml:total_energy_consumption gpu0: not measured "
                                                "in a server(max_batch=8,max_delay_ms=1,qps=300) "
                                                "case (no timed loop of fixed batches)"}
@@ -110,14 +196,13 @@ def test_a_server_case_has_no_timed_loop_and_no_energy_per_image():
 
 
 def test_a_loop_that_used_no_more_than_idle_has_no_energy_per_image():
-    readings = [0, 0, 50_000, 100_000, 150_000]  # 100 W idle, 100 W in the loop
-    probe = Energy(nvml_loader=lambda: _fake_nvml(readings, []),
-                   clock=FakeClock([0.0, 0.5, 1.0, 1.5]), sleep=lambda s: None)
-    reading = _run(probe, _ctx(CUDA, runs=10))
+    counter = SteppedCounter(idle_w=100)
+    probe = _probe(counter, nvml_loader=lambda: _nvml_of(counter, []))
+    reading = _run(probe, _ctx(CUDA, runs=10), lambda: _timed_loop(probe, counter, 100, 1.0))
     assert "energy_j_per_image" not in reading.fields
-    assert reading.fields["avg_power_w"] == 100.0
-    assert reading.warnings == ["energy: the timed loop used no more than idle (50.00 J in "
-                                "0.50 s, idle 100.0 W): no energy per image"]
+    assert reading.fields["avg_power_w"] == pytest.approx(100.0)
+    assert reading.warnings == ["energy: the timed loop used no more than idle (100.0 W, idle "
+                                "100.0 W): no energy per image"]
 
 
 class NVMLError_NotSupported(Exception):  # noqa: N801 (pynvml's naming)
@@ -150,35 +235,40 @@ def _zone(root: Path, name: str, uj: int, max_uj: int = 1_000_000_000) -> Path:
     return path
 
 
+class RaplFiles(SteppedCounter):
+    """A powercap tree on the fake clock: two packages draw half the power each; package 0
+    starts at ``offset0_j`` of its 1000 J range; a part of package 0 (core) moves too."""
+
+    def __init__(self, root: Path, idle_w: float, offset0_j: float):
+        super().__init__(idle_w, step_ms=1, unit=1e6)  # RAPL: microjoules, ~1 ms refreshes
+        self.root, self.offset0_j = root, offset0_j
+        self.write()
+
+    def write(self) -> None:
+        half_uj = self.read() // 2
+        _zone(self.root, "intel-rapl:0", (round(self.offset0_j * 1e6) + half_uj) % 1_000_000_000)
+        _zone(self.root, "intel-rapl:1", half_uj)
+        _zone(self.root, "intel-rapl:0:0", self.now_ms * 7)  # a part: never added again
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.write()
+
+
 def test_rapl_sums_the_packages_and_undoes_a_wraparound(tmp_path):
-    _zone(tmp_path, "intel-rapl:0", 100_000_000)
-    _zone(tmp_path, "intel-rapl:1", 0)
-    _zone(tmp_path, "intel-rapl:0:0", 7)  # a part of package 0 (core): never added again
-
-    def idle(seconds):  # 5 J per package in 0.5 s: 20 W idle
-        _zone(tmp_path, "intel-rapl:0", 105_000_000)
-        _zone(tmp_path, "intel-rapl:1", 5_000_000)
-
-    def timed_loop():
-        # package 0 wraps at 1000 J: 990 J -> 40 J is 50 J; package 1 50 J; 100 J in 2 s
-        _zone(tmp_path, "intel-rapl:0", 40_000_000)
-        _zone(tmp_path, "intel-rapl:1", 60_000_000)
-        _zone(tmp_path, "intel-rapl:0:0", 999_999)
-
-    probe = Energy(powercap=tmp_path, clock=FakeClock([0.0, 0.5, 10.0, 12.0]), sleep=idle)
+    # idle 20 W; the loop 50 W for 2 s, package 0 wrapping past 1000 J (990 J -> 15 J)
+    files = RaplFiles(tmp_path, idle_w=20, offset0_j=985)
+    probe = Energy(powercap=tmp_path, clock=files.clock, sleep=files.sleep, threaded=False)
     ctx = _ctx(CPU, runs=10)  # 10 runs x batch 3 = 30 images
-    probe.start_group(ctx)
-    _zone(tmp_path, "intel-rapl:0", 990_000_000)
-    _zone(tmp_path, "intel-rapl:1", 10_000_000)
-    probe.after_warmup(ctx)
-    timed_loop()
-    probe.noise(ctx)
-    reading = probe.after(ctx)
-    # net 100 - 20 x 2 = 60 J for 30 images
-    assert reading.fields == {"energy_j_per_image": 2.0, "images_per_joule": 0.5,
-                              "avg_power_w": 50.0, "idle_power_w": 20.0,
+    reading = _run(probe, ctx, lambda: _timed_loop(probe, files, 50, 2.0))
+    # net (50 - 20) x 2 = 60 J for 30 images
+    assert reading.fields == {"energy_j_per_image": pytest.approx(2.0),
+                              "images_per_joule": pytest.approx(0.5),
+                              "avg_power_w": pytest.approx(50.0),
+                              "idle_power_w": pytest.approx(20.0),
                               "energy_source": "rapl:intel-rapl:0,intel-rapl:1 energy_uj, "
                                                "idle 20 W subtracted"}
+    assert int((tmp_path / "intel-rapl:0" / "energy_uj").read_text()) < 100_000_000  # wrapped
 
 
 def test_rapl_not_readable_says_why(tmp_path):
@@ -198,8 +288,9 @@ def test_this_machine_without_powercap_leaves_the_cells_empty_with_the_reason():
 
 
 def test_the_probe_is_registered_and_sees_the_workers_timed_runs(tmp_path):
-    """A real sweep: the worker hands the probe its timed runs (a fake, still RAPL tree: no
-    energy above idle, but the runs it counted are the row's iterations plus discarded runs)."""
+    """A real sweep: the worker hands the probe its timed runs (a fake RAPL tree that never
+    moves: no figure, and the reason, but the runs it counted are the row's iterations plus
+    discarded runs)."""
     assert Energy in registry()
     _zone(tmp_path / "powercap", "intel-rapl:0", 5)
     out = tmp_path / "run"
@@ -209,10 +300,12 @@ def test_the_probe_is_registered_and_sees_the_workers_timed_runs(tmp_path):
     rows = json.loads((out / "results.json").read_text())["results"]
     assert sorted(row["batch_size"] for row in rows) == [2, 3]
     for row in rows:
-        assert row["energy_source"] == "rapl:intel-rapl:0 energy_uj, idle 0 W subtracted"
+        assert row["energy_source"].startswith("rapl:intel-rapl:0 energy_uj: no figure: the "
+                                               "counter moved 0 time(s)")
+        assert row["avg_power_w"] is None
         energy = row["info"]["energy"]
         assert energy["runs"] == row["iterations"] + row["info"].get("drift_discarded_runs", 0)
-        assert (energy["images"], energy["joules"]) == (row["batch_size"] * energy["runs"], 0)
+        assert (energy["images"], energy["edges"]) == (row["batch_size"] * energy["runs"], 0)
 
 
 def _onnxruntime_has_cuda() -> bool:

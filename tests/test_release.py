@@ -2,6 +2,7 @@
 compiled code is reset only in a worker that compiled something: torch imports torch._dynamo in
 every torch worker, and a first reset there imports Inductor (2.4-2.9 s per worker on the H200)."""
 
+import ast
 import subprocess
 import sys
 
@@ -21,9 +22,13 @@ print(steps, counters["frames"]["total"])
 def test_only_a_worker_that_compiled_resets_torch_compile():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[-1] == "2"
-    assert proc.stdout.strip().rsplit(" ", 1)[0] == str(
-        [["gc", "malloc_trim"], ["dynamo_reset", "gc", "malloc_trim"]])
+    steps, frames = proc.stdout.strip().rsplit(" ", 1)
+    assert frames == "2"
+    # Where a GPU is seen, torch.compile initialises CUDA and a release empties its cache too
+    # (the H200): only the reset is this test's business.
+    released = [[step for step in group if step != "empty_cache"]
+                for group in ast.literal_eval(steps)]
+    assert released == [["gc", "malloc_trim"], ["dynamo_reset", "gc", "malloc_trim"]]
 
 
 PRELOAD = """

@@ -6,14 +6,17 @@ millijoules since the driver loaded; Volta and newer); a CPU case reads RAPL's p
 they are readable: on many machines they are root-only, and VMs have none.
 
 Once per worker, before any model exists, the counter runs for ``IDLE_S`` with nothing of ours
-running: that idle power is subtracted from the timed loop's energy, so a row's energy is what
-the work cost on top of keeping the device on. Both figures are kept (``idle_power_w``,
-``avg_power_w`` gross). The counter is read right after warmup and right after the timed loop
-(``noise``, before the pipelined-throughput runs that follow on CUDA); the images counted are
-every timed run of that window (kept samples and runs discarded as settling) x batch size.
-RAPL covers the whole package: other processes' work counts too (the contention guard flags
-rows measured beside them). Where nothing can be read, the cells stay empty and
-``energy_source`` says why.
+running: that idle power is subtracted from the timed loop's, so a row's energy is what the work
+cost on top of keeping the device on. Both figures are kept (``idle_power_w``, ``avg_power_w``
+gross). Power comes from the counter's edges (counter_edges.py): NVML's counter moves every 100 ms
+on the H200, so its reads at a window's two ends were off by up to a step (a 0.3 s loop +-33%, a
+0.08 s loop "0 W"); a thread polls it through the timed loop, from right after warmup to right
+after the loop (``noise``, before the pipelined-throughput runs that follow on CUDA). Energy per
+image = (power - idle power) x the loop's seconds / images, images = every timed run of the loop
+(kept samples and runs discarded as settling) x batch size. A loop in which the counter moved
+fewer than twice gets no figure, and says so. RAPL covers the whole package: other processes' work
+counts too (the contention guard flags rows measured beside them). Where nothing can be read, the
+cells stay empty and ``energy_source`` says why.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infersweep.probes.base import Column, Probe, ProbeContext, Reading
+from infersweep.probes.counter_edges import POLL_S, EdgeRecorder, power_from_edges
 from infersweep.probes.gpu_memory import GPU_EXTRA, _nvml_index
 
 IDLE_S = 0.5
+MAX_IDLE_S = 2.0  # polled on past IDLE_S until the counter moved twice (NVML: 100 ms steps)
 # Idle power per meter, measured once in this process (a worker), before its first group: a
 # worker that serves 24 groups would otherwise sleep 12 s, and an idle read right after the
 # previous group would catch the GPU still clocked up and call that idle.
-WORKER_IDLE_W: dict[str, float] = {}
+WORKER_IDLE_W: dict[str, float | str] = {}  # watts, or why there is no idle figure
 # $INFERSWEEP_POWERCAP: where a container mounts the host's powercap tree (and tests a fake one).
 POWERCAP = Path(os.environ.get("INFERSWEEP_POWERCAP", "/sys/class/powercap"))
 
@@ -126,14 +131,17 @@ class Energy(Probe):
     columns = ENERGY_COLUMNS
 
     def __init__(self, nvml_loader=_import_pynvml, powercap: Path = POWERCAP,
-                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep):
+                 idle_s: float = IDLE_S, clock=time.monotonic, sleep=time.sleep,
+                 poll_s: float = POLL_S, threaded: bool = True):
         self.nvml_loader, self.powercap, self.idle_s = nvml_loader, powercap, idle_s
-        self.clock, self.sleep = clock, sleep
+        self.clock, self.sleep, self.poll_s = clock, sleep, poll_s
+        self.threaded = threaded  # False: the caller polls (tests, on a fake clock)
         self.meter: NvmlEnergy | RaplEnergy | None = None
+        self.recorder: EdgeRecorder | None = None
         self.unavailable = ""  # why there is no meter
-        self.idle_w: float | None = None
-        self.start: tuple | None = None  # (counter, time) after warmup
-        self.stop: tuple | None = None  # (counter, time) after the timed loop
+        self.idle_w: float | str | None = None
+        self.start: float | None = None  # after warmup
+        self.stop: float | None = None  # after the timed loop
 
     def start_group(self, ctx: ProbeContext) -> None:
         found = (nvml_energy(self.nvml_loader) if ctx.case.device == "cuda"
@@ -142,23 +150,29 @@ class Energy(Probe):
             self.unavailable = found
             return
         self.meter = found
+        self.recorder = EdgeRecorder(found.read, self.clock, self.poll_s)
         if found.source not in WORKER_IDLE_W:
             # Idle: no model yet, nothing of ours on the device (the worker's first group).
-            before, t0 = self.meter.read(), self.clock()
-            self.sleep(self.idle_s)
-            after, t1 = self.meter.read(), self.clock()
-            WORKER_IDLE_W[found.source] = self.meter.joules(before, after) / (t1 - t0)
+            seconds = self.recorder.poll_for(self.idle_s, self.sleep, max_s=MAX_IDLE_S)
+            idle = power_from_edges(self.recorder.edges, found.joules, seconds)
+            WORKER_IDLE_W[found.source] = (idle.watts if idle.watts is not None
+                                           else f"no idle power: {idle.reason}")
         self.idle_w = WORKER_IDLE_W[found.source]
 
     def after_warmup(self, ctx: ProbeContext) -> None:
         self.stop = None
-        if self.meter is not None:
-            self.start = (self.meter.read(), self.clock())
+        if self.recorder is not None:
+            if self.threaded:
+                self.recorder.start()
+            else:
+                self.recorder.reset()
+            self.start = self.clock()
 
     def noise(self, ctx: ProbeContext) -> str:
         # Right after the timed loop: close the window before anything else runs.
-        if self.meter is not None and self.start is not None and self.stop is None:
-            self.stop = (self.meter.read(), self.clock())
+        if self.recorder is not None and self.start is not None and self.stop is None:
+            self.recorder.stop()
+            self.stop = self.clock()
         return ""
 
     def after(self, ctx: ProbeContext) -> Reading:
@@ -174,25 +188,34 @@ class Energy(Probe):
                                              "loop of fixed batches)"})
         runs = len(timing.samples_ms) + timing.discarded_iterations
         images = runs * ctx.case.batch_size
-        joules = self.meter.joules(self.start[0], self.stop[0])
-        seconds = self.stop[1] - self.start[1]
-        net = joules - self.idle_w * seconds
-        source = f"{self.meter.source}, idle {self.idle_w:.0f} W subtracted"
-        fields = {"avg_power_w": joules / seconds, "idle_power_w": self.idle_w,
-                  "energy_source": source}
-        reading = Reading(fields, info={"energy": {
-            "window_s": round(seconds, 3), "joules": round(joules, 3), "images": images,
-            "runs": runs}})
-        if net > 0:
-            fields["energy_j_per_image"] = net / images
-            fields["images_per_joule"] = images / net
+        loop_s = self.stop - self.start
+        power = power_from_edges(self.recorder.edges, self.meter.joules, loop_s)
+        info = {"energy": {"window_s": round(loop_s, 3), "edges": power.edges,
+                           "edge_span_s": round(power.seconds, 3),
+                           "joules": round(power.joules, 3), "images": images, "runs": runs}}
+        if power.watts is None:
+            why = f"{self.meter.source}: no figure: {power.reason}"
+            return Reading({"energy_source": why}, info=info, warnings=[f"energy: {why}"])
+        fields = {"avg_power_w": power.watts, "energy_source": self.meter.source}
+        reading = Reading(fields, info=info)
+        if isinstance(self.idle_w, str):
+            fields["energy_source"] = f"{self.meter.source}, {self.idle_w}"
+            return reading
+        fields["idle_power_w"] = self.idle_w
+        fields["energy_source"] = f"{self.meter.source}, idle {self.idle_w:.0f} W subtracted"
+        net_j = (power.watts - self.idle_w) * loop_s
+        if net_j > 0:
+            fields["energy_j_per_image"] = net_j / images
+            fields["images_per_joule"] = images / net_j
         else:
             reading.warnings.append(f"energy: the timed loop used no more than idle "
-                                    f"({joules:.2f} J in {seconds:.2f} s, idle {self.idle_w:.1f} "
-                                    "W): no energy per image")
+                                    f"({power.watts:.1f} W, idle {self.idle_w:.1f} W): "
+                                    "no energy per image")
         return reading
 
     def end(self, ctx: ProbeContext) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
         self.start = self.stop = None
 
 
