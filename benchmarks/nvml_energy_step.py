@@ -81,7 +81,7 @@ def main() -> int:
         recorder = EdgeRecorder(read)
         recorder.start()
         start = time.monotonic()
-        before = recorder._last  # the recorder's reference read, taken as the window opened
+        before = recorder.reference  # read as the window opened
         time.sleep(seconds)
         edges = recorder.stop()
         after, end = read(), time.monotonic()

@@ -37,3 +37,29 @@ def test_a_thread_polls_a_counter_that_moves_every_20_ms():
     power = power_from_edges(edges, lambda a, b: b - a, window_s=0.4)
     assert power.watts == pytest.approx(1000, rel=0.15)
     assert recorder.stop() is edges  # stopping twice changes nothing
+
+
+def test_edges_too_close_for_the_recorder_s_resolution_give_no_figure():
+    """Seen within 14 ms (the H200: a 10 ms poll and a 4 ms read), edges 0.1 s apart could be
+    off by 14%: no figure; 0.2 s apart, 7%: a figure."""
+    close = [Edge(1.0, 0), Edge(1.1, 70_000)]
+    power = power_from_edges(close, lambda a, b: (b - a) / 1000, 0.15, resolution_s=0.014)
+    assert power.watts is None and power.joules == 70.0
+    assert power.reason == ("the counter's moves in the 0.15 s window span 0.100 s, seen to "
+                            "within 14 ms: more than 10% of it (a longer --min-time gives a "
+                            "figure)")
+    wider = close + [Edge(1.2, 140_000)]
+    assert power_from_edges(wider, lambda a, b: (b - a) / 1000, 0.25,
+                            resolution_s=0.014).watts == pytest.approx(700)
+
+
+def test_the_resolution_is_the_poll_interval_and_the_mean_read():
+    def slow_read():
+        time.sleep(0.004)
+        return 1
+
+    recorder = EdgeRecorder(slow_read, interval_s=0.01)
+    recorder.reset()
+    for _ in range(5):
+        recorder.poll_once()
+    assert 0.014 <= recorder.resolution_s < 0.03

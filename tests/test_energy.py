@@ -319,10 +319,12 @@ def _onnxruntime_has_cuda() -> bool:
 def _cuda_sweep(tmp_path, backends: str, *extra) -> list[dict]:
     # A load that keeps the GPU busy: at 64 px and batch 8 an H200 drew no more than its idle
     # power (119.6 W against 124.3 W idle), which the probe rightly reports as no energy figure.
-    # At 224 px and batch 64 it draws 450-680 W (README, Energy).
+    # At 224 px and batch 64 it draws 450-680 W (README, Energy). The loop must span a few of
+    # the counter's 100 ms steps for a figure: at least 0.3 s, not the tests' usual 0.05 s.
     out = tmp_path / "run"
     done = cli("run", "--devices", "cuda", "--backends", backends, "--precisions", "fp32",
-               "--sizes", "224", "--batches", "64", *extra, "--out", out, *FAST, timeout=900)
+               "--sizes", "224", "--batches", "64", *extra, "--out", out, "--min-time", "0.3",
+               "--max-time", "0.6", "--min-iterations", "5", timeout=900)
     assert done.returncode == 0, done.stderr
     rows = json.loads((out / "results.json").read_text())["results"]
     for row in rows:

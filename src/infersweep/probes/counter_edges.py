@@ -6,11 +6,15 @@ to one step more or less than the window used: +-100 ms / window, so +-33% for a
 and a loop shorter than a step can read 0 J (a row said "0.0 W" on the H200). Polled through the
 window instead, each change of the counter (an edge) gives its exact value at one of its own
 refreshes; the energy between the first and the last edge over the time between them is the
-window's average power, off only by when each edge was seen (the poll interval plus one read: a
-read took ~4 ms on the H200, in which NVML holds no Python lock). RAPL's counters move about every
-millisecond: every poll is an edge there, and the same arithmetic holds.
+window's average power, off only by when each edge was seen: within the poll interval plus one
+read (a read took ~4 ms on the H200, in which NVML holds no Python lock), the recorder's
+resolution. RAPL's counters move about every millisecond: every poll is an edge there, and the
+same arithmetic holds.
 
-Fewer than two edges in a window give no figure, with the reason, never a number.
+A window gives no figure, with the reason, never a number, where its counter moved fewer than
+twice, or where its edges span so little time that the resolution is more than MAX_ERROR of it
+(on the H200 a 0.1 s span seen to within 14 ms read 86-100% of a 5 s reference:
+benchmarks/nvml_energy_step.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 POLL_S = 0.01  # 10 ms: an edge is seen within a poll and a read (~14 ms on the H200)
+MAX_ERROR = 0.1  # the resolution may be at most 10% of the edges' span
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,10 @@ class EdgePower:
     reason: str = ""
 
 
-def power_from_edges(edges: list[Edge], joules: Callable[[Any, Any], float],
-                     window_s: float) -> EdgePower:
-    """``joules(before, after)``: the meter's energy between two of its values."""
+def power_from_edges(edges: list[Edge], joules: Callable[[Any, Any], float], window_s: float,
+                     resolution_s: float = 0.0) -> EdgePower:
+    """``joules(before, after)``: the meter's energy between two of its values; ``resolution_s``:
+    how late an edge may have been seen (EdgeRecorder.resolution_s)."""
     if len(edges) < 2:
         return EdgePower(None, 0.0, 0.0, len(edges),
                          f"the counter moved {len(edges)} time(s) in the {window_s:.2f} s window "
@@ -50,6 +56,11 @@ def power_from_edges(edges: list[Edge], joules: Callable[[Any, Any], float],
     first, last = edges[0], edges[-1]
     seconds = last.t - first.t
     used = joules(first.value, last.value)
+    if resolution_s > MAX_ERROR * seconds:
+        return EdgePower(None, used, seconds, len(edges),
+                         f"the counter's moves in the {window_s:.2f} s window span {seconds:.3f} s, "
+                         f"seen to within {resolution_s * 1000:.0f} ms: more than "
+                         f"{MAX_ERROR:.0%} of it (a longer --min-time gives a figure)")
     return EdgePower(used / seconds, used, seconds, len(edges))
 
 
@@ -61,16 +72,26 @@ class EdgeRecorder:
                  interval_s: float = POLL_S):
         self.read, self.clock, self.interval_s = read, clock, interval_s
         self.edges: list[Edge] = []
+        self.reference: Any = None  # the window's first read
         self._last: Any = None
+        self._read_s, self._reads = 0.0, 0  # what the reads took, for the resolution
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def reset(self) -> None:
         self.edges = []
-        self._last = self.read()
+        self.reference = self._last = self.read()
+
+    @property
+    def resolution_s(self) -> float:
+        """How late an edge may be seen: a poll interval and the mean read."""
+        return self.interval_s + (self._read_s / self._reads if self._reads else 0.0)
 
     def poll_once(self) -> None:
+        start = time.perf_counter()
         value = self.read()
+        self._read_s += time.perf_counter() - start
+        self._reads += 1
         if value != self._last:
             self.edges.append(Edge(self.clock(), value))
             self._last = value

@@ -14,7 +14,8 @@ on the H200, so its reads at a window's two ends were off by up to a step (a 0.3
 after the loop (``noise``, before the pipelined-throughput runs that follow on CUDA). Energy per
 image = (power - idle power) x the loop's seconds / images, images = every timed run of the loop
 (kept samples and runs discarded as settling) x batch size. A loop in which the counter moved
-fewer than twice gets no figure, and says so. RAPL covers the whole package: other processes' work
+fewer than twice, or whose moves span too little time for the poller's resolution (10% of it at
+most), gets no figure, and says so. RAPL covers the whole package: other processes' work
 counts too (the contention guard flags rows measured beside them). Where nothing can be read, the
 cells stay empty and ``energy_source`` says why.
 """
@@ -154,7 +155,8 @@ class Energy(Probe):
         if found.source not in WORKER_IDLE_W:
             # Idle: no model yet, nothing of ours on the device (the worker's first group).
             seconds = self.recorder.poll_for(self.idle_s, self.sleep, max_s=MAX_IDLE_S)
-            idle = power_from_edges(self.recorder.edges, found.joules, seconds)
+            idle = power_from_edges(self.recorder.edges, found.joules, seconds,
+                                    self.recorder.resolution_s)
             WORKER_IDLE_W[found.source] = (idle.watts if idle.watts is not None
                                            else f"no idle power: {idle.reason}")
         self.idle_w = WORKER_IDLE_W[found.source]
@@ -189,7 +191,8 @@ class Energy(Probe):
         runs = len(timing.samples_ms) + timing.discarded_iterations
         images = runs * ctx.case.batch_size
         loop_s = self.stop - self.start
-        power = power_from_edges(self.recorder.edges, self.meter.joules, loop_s)
+        power = power_from_edges(self.recorder.edges, self.meter.joules, loop_s,
+                                 self.recorder.resolution_s)
         info = {"energy": {"window_s": round(loop_s, 3), "edges": power.edges,
                            "edge_span_s": round(power.seconds, 3),
                            "joules": round(power.joules, 3), "images": images, "runs": runs}}
