@@ -111,6 +111,7 @@ class EdgeRecorder:
             self.poll_once()
 
     def start(self) -> None:
+        self.stop()  # a window timed again (remeasured) starts afresh, never beside another
         self.reset()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="energy-edges", daemon=True)
