@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from infersweep.probes.counter_edges import Edge, EdgeRecorder, power_from_edges
+from infersweep.probes.counter_edges import (Edge, EdgeRecorder, power_from_edges,
+                                             power_from_ends, step_s)
 
 
 def test_two_edges_give_the_energy_between_them_over_the_time_between_them():
@@ -63,3 +64,16 @@ def test_the_resolution_is_the_poll_interval_and_the_mean_read():
     for _ in range(5):
         recorder.poll_once()
     assert 0.014 <= recorder.resolution_s < 0.03
+
+
+def test_a_counter_s_step_is_the_median_gap_between_its_moves():
+    assert step_s([Edge(0.0, 1)]) is None
+    assert step_s([Edge(0.0, 1), Edge(0.1, 2), Edge(0.2, 3), Edge(0.45, 4)]) == pytest.approx(0.1)
+
+
+def test_a_fine_counter_read_at_its_ends():
+    joules = lambda a, b: (b - a) / 1e6  # noqa: E731 (RAPL: microjoules)
+    power = power_from_ends(Edge(1.0, 0), Edge(1.5, 25_000_000), joules, step=0.001)
+    assert (power.watts, power.joules, power.seconds) == (50.0, 25.0, 0.5)
+    still = power_from_ends(Edge(1.0, 7), Edge(1.5, 7), joules, step=0.001)
+    assert still.watts is None and still.reason == "the counter did not move in the 0.50 s window"

@@ -27,6 +27,7 @@ CUDA = Case("resnet18", "random(seed=0)", "torch", "cuda", "fp16", 32, 4, "synth
 def _fresh_worker():
     """Each test is a new worker: no idle power measured yet."""
     energy_module.WORKER_IDLE_W.clear()
+    energy_module.WORKER_STEP_S.clear()
     yield
     energy_module.WORKER_IDLE_W.clear()
 
@@ -108,8 +109,9 @@ def test_nvml_energy_per_image_net_of_idle(monkeypatch):
                               "energy_source": "nvml:total_energy_consumption gpu3, "
                                                "idle 80 W subtracted"}
     # edges at 0.1, 0.2 ... 2.0 s into the loop: 20 of them, 1.9 s apart
-    assert reading.info["energy"] == {"window_s": 2.0, "edges": 20, "edge_span_s": 1.9,
-                                      "joules": 760.0, "images": 128, "runs": 32}
+    assert reading.info["energy"] == {"window_s": 2.0, "method": "edges", "edges": 20,
+                                      "edge_span_s": 1.9, "joules": 760.0, "images": 128,
+                                      "runs": 32}
     assert set(indexes) == {3}
 
 
@@ -269,6 +271,18 @@ def test_rapl_sums_the_packages_and_undoes_a_wraparound(tmp_path):
                               "energy_source": "rapl:intel-rapl:0,intel-rapl:1 energy_uj, "
                                                "idle 20 W subtracted"}
     assert int((tmp_path / "intel-rapl:0" / "energy_uj").read_text()) < 100_000_000  # wrapped
+    # RAPL moved at every idle poll: read at the loop's ends, with no poller beside the loop
+    assert (probe.polled, reading.info["energy"]["method"]) == (False, "ends")
+
+
+def test_a_fine_counter_on_a_loop_too_short_for_its_step_has_no_figure(tmp_path):
+    files = RaplFiles(tmp_path, idle_w=20, offset0_j=0)
+    probe = Energy(powercap=tmp_path, clock=files.clock, sleep=files.sleep, threaded=False)
+    reading = _run(probe, _ctx(CPU, runs=10), lambda: _timed_loop(probe, files, 50, 0.05))
+    assert reading.fields == {"energy_source": "rapl:intel-rapl:0,intel-rapl:1 energy_uj: no "
+                                               "figure: the counter's step (10 ms or less, seen "
+                                               "while idle) is more than 10% of the 0.05 s "
+                                               "window (a longer --min-time gives a figure)"}
 
 
 def test_rapl_not_readable_says_why(tmp_path):

@@ -26,6 +26,9 @@ from typing import Any, Callable
 
 POLL_S = 0.01  # 10 ms: an edge is seen within a poll and a read (~14 ms on the H200)
 MAX_ERROR = 0.1  # the resolution may be at most 10% of the edges' span
+# A counter that moves this often or more (RAPL: about every millisecond, so every poll sees a
+# move) needs no poller: read at a window's two ends it is off by at most one step.
+FINE_STEP_S = 2 * POLL_S
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,30 @@ def power_from_edges(edges: list[Edge], joules: Callable[[Any, Any], float], win
                          f"seen to within {resolution_s * 1000:.0f} ms: more than "
                          f"{MAX_ERROR:.0%} of it (a longer --min-time gives a figure)")
     return EdgePower(used / seconds, used, seconds, len(edges))
+
+
+def step_s(edges: list[Edge]) -> float | None:
+    """The median time between a counter's moves as seen by a poller: its step, or the poll's
+    own spacing where the counter moves faster than that (an upper bound then); None for fewer
+    than two edges."""
+    gaps = sorted(b.t - a.t for a, b in zip(edges, edges[1:]))
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+def power_from_ends(start: Edge, stop: Edge, joules: Callable[[Any, Any], float],
+                    step: float) -> EdgePower:
+    """A fine counter read at a window's two ends: off by at most one ``step``."""
+    window_s = stop.t - start.t
+    if stop.value == start.value:
+        return EdgePower(None, 0.0, window_s, 0,
+                         f"the counter did not move in the {window_s:.2f} s window")
+    used = joules(start.value, stop.value)
+    if step > MAX_ERROR * window_s:
+        return EdgePower(None, used, window_s, 2,
+                         f"the counter's step ({step * 1000:.0f} ms or less, seen while idle) "
+                         f"is more than {MAX_ERROR:.0%} of the {window_s:.2f} s window (a longer "
+                         "--min-time gives a figure)")
+    return EdgePower(used / window_s, used, window_s, 2)
 
 
 class EdgeRecorder:

@@ -15,7 +15,9 @@ after the loop (``noise``, before the pipelined-throughput runs that follow on C
 image = (power - idle power) x the loop's seconds / images, images = every timed run of the loop
 (kept samples and runs discarded as settling) x batch size. A loop in which the counter moved
 fewer than twice, or whose moves span too little time for the poller's resolution (10% of it at
-most), gets no figure, and says so. RAPL covers the whole package: other processes' work
+most), gets no figure, and says so. A counter that moved at every idle poll (RAPL, about every
+millisecond) is read at the loop's two ends instead, with no thread beside a CPU measurement (off
+by at most its step, which must be 10% of the loop at most). RAPL covers the whole package: other processes' work
 counts too (the contention guard flags rows measured beside them). Where nothing can be read, the
 cells stay empty and ``energy_source`` says why.
 """
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infersweep.probes.base import Column, Probe, ProbeContext, Reading
-from infersweep.probes.counter_edges import POLL_S, EdgeRecorder, power_from_edges
+from infersweep.probes.counter_edges import (FINE_STEP_S, POLL_S, Edge, EdgePower, EdgeRecorder,
+                                             power_from_edges, power_from_ends, step_s)
 from infersweep.probes.gpu_memory import GPU_EXTRA, _nvml_index
 
 IDLE_S = 0.5
@@ -37,6 +40,7 @@ MAX_IDLE_S = 2.0  # polled on past IDLE_S until the counter moved twice (NVML: 1
 # worker that serves 24 groups would otherwise sleep 12 s, and an idle read right after the
 # previous group would catch the GPU still clocked up and call that idle.
 WORKER_IDLE_W: dict[str, float | str] = {}  # watts, or why there is no idle figure
+WORKER_STEP_S: dict[str, float | None] = {}  # how often the counter moved while idle
 # $INFERSWEEP_POWERCAP: where a container mounts the host's powercap tree (and tests a fake one).
 POWERCAP = Path(os.environ.get("INFERSWEEP_POWERCAP", "/sys/class/powercap"))
 
@@ -141,8 +145,9 @@ class Energy(Probe):
         self.recorder: EdgeRecorder | None = None
         self.unavailable = ""  # why there is no meter
         self.idle_w: float | str | None = None
-        self.start: float | None = None  # after warmup
-        self.stop: float | None = None  # after the timed loop
+        self.step_s: float | None = None
+        self.start: Edge | None = None  # (time, counter) after warmup
+        self.stop: Edge | None = None  # after the timed loop
 
     def start_group(self, ctx: ProbeContext) -> None:
         found = (nvml_energy(self.nvml_loader) if ctx.case.device == "cuda"
@@ -159,23 +164,37 @@ class Energy(Probe):
                                     self.recorder.resolution_s)
             WORKER_IDLE_W[found.source] = (idle.watts if idle.watts is not None
                                            else f"no idle power: {idle.reason}")
+            WORKER_STEP_S[found.source] = step_s(self.recorder.edges)
         self.idle_w = WORKER_IDLE_W[found.source]
+        self.step_s = WORKER_STEP_S[found.source]
+
+    @property
+    def polled(self) -> bool:
+        """Whether the timed loop needs the poller: not for a counter that moves every poll
+        (RAPL), so a CPU case is measured with no thread of ours beside it."""
+        return self.step_s is None or self.step_s > FINE_STEP_S
 
     def after_warmup(self, ctx: ProbeContext) -> None:
         self.stop = None
         if self.recorder is not None:
-            if self.threaded:
+            if self.polled and self.threaded:
                 self.recorder.start()
             else:
                 self.recorder.reset()
-            self.start = self.clock()
+            self.start = Edge(self.clock(), self.recorder.reference)
 
     def noise(self, ctx: ProbeContext) -> str:
         # Right after the timed loop: close the window before anything else runs.
         if self.recorder is not None and self.start is not None and self.stop is None:
             self.recorder.stop()
-            self.stop = self.clock()
+            self.stop = Edge(self.clock(), self.meter.read())
         return ""
+
+    def _loop_power(self) -> EdgePower:
+        if self.polled:
+            return power_from_edges(self.recorder.edges, self.meter.joules,
+                                    self.stop.t - self.start.t, self.recorder.resolution_s)
+        return power_from_ends(self.start, self.stop, self.meter.joules, self.step_s)
 
     def after(self, ctx: ProbeContext) -> Reading:
         if self.meter is None:
@@ -190,10 +209,10 @@ class Energy(Probe):
                                              "loop of fixed batches)"})
         runs = len(timing.samples_ms) + timing.discarded_iterations
         images = runs * ctx.case.batch_size
-        loop_s = self.stop - self.start
-        power = power_from_edges(self.recorder.edges, self.meter.joules, loop_s,
-                                 self.recorder.resolution_s)
-        info = {"energy": {"window_s": round(loop_s, 3), "edges": power.edges,
+        loop_s = self.stop.t - self.start.t
+        power = self._loop_power()
+        info = {"energy": {"window_s": round(loop_s, 3),
+                           "method": "edges" if self.polled else "ends", "edges": power.edges,
                            "edge_span_s": round(power.seconds, 3),
                            "joules": round(power.joules, 3), "images": images, "runs": runs}}
         if power.watts is None:
