@@ -14,7 +14,12 @@ Inductor/Triton cache that a first, unreported, compile run fills:
   torch._dynamo's own split of its compile time, and the second;
 - compile-after-eager: in one process, eager runs each shape first, then torch.compile's first
   call: what is left of a compiled shape's setup when cuDNN already knows the convolutions (their
-  layout may differ: Inductor may pick channels-last).
+  layout may differ: Inductor may pick channels-last);
+- compile-sampled (CUDA): torch.compile's first calls with infersweep's GPU memory sampler
+  running, as it does through a case's setup in a sweep (NVML every 10 ms, on a thread). In the
+  H200 seed grid of session 13 a warm torch-compile shape took 1.8-2.3 s of setup in the
+  worker's first seven groups and 1.1-1.4 s in its last (standalone here: 0.9-1.8 s); a sampler
+  whose NVML calls take ~4 ms there is one suspect.
 ``--profile`` adds cProfile's top functions of the compile mode's second shape.
 """
 
@@ -53,6 +58,11 @@ def timed(fn, x):
 
 out = {"mode": mode, "import_s": round(imported, 2), "shapes": {}}
 compiled = torch.compile(model, dynamic=False) if mode.startswith("compile") else None
+sampler = None
+if mode == "compile-sampled":
+    from infersweep.probes.gpu_memory import GpuMemorySampler
+    sampler = GpuMemorySampler()
+    sampler.start()
 for i, b in enumerate(batches):
     x = torch.randn(b, 3, int(size), int(size), device=device, dtype=dtype)
     row = {}
@@ -77,6 +87,8 @@ for i, b in enumerate(batches):
         after = torch._dynamo.utils.counters["inductor"]
         row["fx_graph_cache_hit"] = after["fxgraph_cache_hit"] - before.get("fxgraph_cache_hit", 0)
     out["shapes"][b] = row
+if sampler is not None:
+    out["sampler_peak"] = sampler.stop()
 if compiled is not None:
     try:
         out["dynamo_compile_times"] = torch._dynamo.utils.compile_times(repr="str",
@@ -86,7 +98,7 @@ if compiled is not None:
 print("RESULT " + json.dumps(out))
 """
 
-MODES = ("eager", "eager-nobench", "compile", "compile-after-eager")
+MODES = ("eager", "eager-nobench", "compile", "compile-after-eager", "compile-sampled")
 
 
 def run(mode: str, args, env: dict, profile: bool = False) -> dict:
@@ -118,8 +130,9 @@ def main() -> int:
     fill = run("compile", args, env)
     print(f"# cache filled (cold compile) in {fill['process_s']} s: "
           + ", ".join(f"bs{b} {r['compile_first_s']} s" for b, r in fill["shapes"].items()))
+    modes = [m for m in MODES if args.device == "cuda" or m != "compile-sampled"]
     for rnd in range(args.rounds):
-        for mode in MODES:
+        for mode in modes:
             result = run(mode, args, env, profile=args.profile and mode == "compile" and rnd == 0)
             print(f"round {rnd + 1} {mode:20s} process {result['process_s']:6.2f} s, "
                   f"import {result['import_s']:.2f} s")
