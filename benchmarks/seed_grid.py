@@ -137,6 +137,22 @@ def split(root: Path, phase: str) -> dict:
             "interrupted": record.get("interrupted", False), "commands": record.get("commands", 1)}
 
 
+def compile_setup_by_group(root: Path, phase: str) -> list[tuple[str, list[float]]]:
+    """Each torch-compile group's shapes' setup (info.compile_s: compilation, cache hits and the
+    first runs), in run order: on the H200 (session 13, warm) a worker's last group took 1.1-1.4 s
+    per shape against 1.8-2.3 s in its seven groups before; this line shows whether a run
+    repeats that."""
+    groups: dict[tuple, dict] = {}
+    for r in sorted(rows(root, phase).values(), key=lambda r: (r.get("info") or {}).get(
+            "started_at") or 0.0):
+        if r["backend"] != "torch-compile" or r["status"] != "ok":
+            continue
+        compiled = (r.get("info") or {}).get("compile_s") or {}
+        groups.setdefault((r["precision"], r["image_size"]), {}).update(compiled)
+    return [(f"{precision} {size}px", [compiled[b] for b in sorted(compiled, key=int)])
+            for (precision, size), compiled in groups.items()]
+
+
 def backend_times(root: Path, phase: str) -> list:
     """The phase's cases' time per backend (results/time_split.by_backend), from its store."""
     store_path = root / phase / "results.sqlite"
@@ -271,6 +287,10 @@ def report(root: Path) -> int:
             print("       by backend (the cases' own wall): " + "; ".join(
                 f"{p.backend} {p.wall_s:.1f} s (measuring {p.measuring_s:.1f}, of which first "
                 f"runs {p.first_runs_s:.1f}; setup {p.setup_s:.1f})" for p in parts))
+        compiled = compile_setup_by_group(root, phase)
+        if compiled:
+            print("       torch-compile setup per shape, by group in run order: " + "; ".join(
+                f"{group} {'/'.join(f'{t:.2f}' for t in times)}" for group, times in compiled))
         phases = parent_phases(root, phase)
         if phases:
             print("       the parent, from its start: " + ", ".join(
