@@ -61,8 +61,8 @@ def power_from_edges(edges: list[Edge], joules: Callable[[Any, Any], float], win
     used = joules(first.value, last.value)
     if resolution_s > MAX_ERROR * seconds:
         return EdgePower(None, used, seconds, len(edges),
-                         f"the counter's moves in the {window_s:.2f} s window span {seconds:.3f} s, "
-                         f"seen to within {resolution_s * 1000:.0f} ms: more than "
+                         f"the counter's moves in the {window_s:.2f} s window span "
+                         f"{seconds:.3f} s, seen to within {resolution_s * 1000:.0f} ms: more than "
                          f"{MAX_ERROR:.0%} of it (a longer --min-time gives a figure)")
     return EdgePower(used / seconds, used, seconds, len(edges))
 

@@ -16,10 +16,10 @@ image = (power - idle power) x the loop's seconds / images, images = every timed
 (kept samples and runs discarded as settling) x batch size. A loop in which the counter moved
 fewer than twice, or whose moves span too little time for the poller's resolution (10% of it at
 most), gets no figure, and says so. A counter that moved at every idle poll (RAPL, about every
-millisecond) is read at the loop's two ends instead, with no thread beside a CPU measurement (off
-by at most its step, which must be 10% of the loop at most). RAPL covers the whole package: other processes' work
-counts too (the contention guard flags rows measured beside them). Where nothing can be read, the
-cells stay empty and ``energy_source`` says why.
+millisecond) is read at the loop's two ends instead, with no thread beside a CPU measurement
+(off by at most its step, which must be 10% of the loop at most). RAPL covers the whole package:
+other processes' work counts too (the contention guard flags rows measured beside them). Where
+nothing can be read, the cells stay empty and ``energy_source`` says why.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ class Energy(Probe):
         # Right after the timed loop: close the window before anything else runs.
         if self.recorder is not None and self.start is not None and self.stop is None:
             self.recorder.stop()
-            self.stop = Edge(self.clock(), self.meter.read())
+            # The poller's edges make a polled window's figure; only a fine counter is read here.
+            self.stop = Edge(self.clock(), None if self.polled else self.meter.read())
         return ""
 
     def _loop_power(self) -> EdgePower:
