@@ -19,7 +19,9 @@ Inductor/Triton cache that a first, unreported, compile run fills:
   running, as it does through a case's setup in a sweep (NVML every 10 ms, on a thread). In the
   H200 seed grid of session 13 a warm torch-compile shape took 1.8-2.3 s of setup in the
   worker's first seven groups and 1.1-1.4 s in its last (standalone here: 0.9-1.8 s); a sampler
-  whose NVML calls take ~4 ms there is one suspect.
+  whose NVML calls take ~4 ms there is one suspect;
+- compile-gil-sampler: the same with a stand-in that runs anywhere: a thread in 4 ms C calls that
+  release the GIL (libc usleep), two every 10 ms, as that sampler's NVML reads on the H200.
 ``--profile`` adds cProfile's top functions of the compile mode's second shape.
 """
 
@@ -59,6 +61,19 @@ def timed(fn, x):
 out = {"mode": mode, "import_s": round(imported, 2), "shapes": {}}
 compiled = torch.compile(model, dynamic=False) if mode.startswith("compile") else None
 sampler = None
+if mode == "compile-gil-sampler":
+    import ctypes, threading
+    libc, halt = ctypes.CDLL(None), threading.Event()
+    class StandIn:
+        def stop(self):
+            halt.set()
+            return None
+    def stand_in():
+        while not halt.wait(0.01):
+            for _ in range(2):
+                libc.usleep(4000)
+    threading.Thread(target=stand_in, daemon=True).start()
+    sampler = StandIn()
 if mode == "compile-sampled":
     from infersweep.probes.gpu_memory import GpuMemorySampler
     sampler = GpuMemorySampler()
@@ -98,7 +113,8 @@ if compiled is not None:
 print("RESULT " + json.dumps(out))
 """
 
-MODES = ("eager", "eager-nobench", "compile", "compile-after-eager", "compile-sampled")
+MODES = ("eager", "eager-nobench", "compile", "compile-after-eager", "compile-sampled",
+         "compile-gil-sampler")
 
 
 def run(mode: str, args, env: dict, profile: bool = False) -> dict:
@@ -123,6 +139,7 @@ def main() -> int:
     parser.add_argument("--batches", default="16,32,64")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--modes", default=",".join(MODES), help="a subset, in this order")
     args = parser.parse_args()
     cache = tempfile.mkdtemp(prefix="shape_setup_")
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "inductor"),
@@ -130,7 +147,8 @@ def main() -> int:
     fill = run("compile", args, env)
     print(f"# cache filled (cold compile) in {fill['process_s']} s: "
           + ", ".join(f"bs{b} {r['compile_first_s']} s" for b, r in fill["shapes"].items()))
-    modes = [m for m in MODES if args.device == "cuda" or m != "compile-sampled"]
+    modes = [m for m in args.modes.split(",")
+             if m in MODES and (args.device == "cuda" or m != "compile-sampled")]
     for rnd in range(args.rounds):
         for mode in modes:
             result = run(mode, args, env, profile=args.profile and mode == "compile" and rnd == 0)
