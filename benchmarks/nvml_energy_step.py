@@ -26,26 +26,19 @@ import torch
 from infersweep.probes.counter_edges import EdgeRecorder, power_from_edges
 
 
-def characterise(handle, seconds: float, label: str) -> None:
-    t0 = time.monotonic()
-    last = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    changes, reads = [], 0
-    while time.monotonic() - t0 < seconds:
-        value = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        reads += 1
-        if value != last:
-            changes.append((time.monotonic() - t0, value - last))
-            last = value
-        time.sleep(0.001)
-    gaps = [b[0] - a[0] for a, b in zip(changes, changes[1:])]
-    start = time.perf_counter()
-    for _ in range(200):
-        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    read_ms = (time.perf_counter() - start) / 200 * 1e3
+def characterise(read, seconds: float, label: str) -> None:
+    """The counter polled every millisecond for ``seconds`` (the energy probe's EdgeRecorder, at
+    a finer interval): how often it moved, by how much, and what a read took."""
+    recorder = EdgeRecorder(read, interval_s=0.001)
+    recorder.poll_for(seconds, min_edges=0)
+    gaps = [b.t - a.t for a, b in zip(recorder.edges, recorder.edges[1:])]
+    values = [recorder.reference] + [e.value for e in recorder.edges]
+    steps = [b - a for a, b in zip(values, values[1:])]
+    read_ms = (recorder.resolution_s - recorder.interval_s) * 1e3
     gap_text = (f"gaps median {1e3 * statistics.median(gaps):.1f} ms (min {1e3 * min(gaps):.1f}, "
                 f"max {1e3 * max(gaps):.1f})" if gaps else "no two changes")
-    print(f"{label}: {reads} reads in {seconds:.0f} s, {len(changes)} changes, {gap_text}, "
-          f"steps (mJ) {[c[1] for c in changes[:6]]}, one read {read_ms:.2f} ms")
+    print(f"{label}: {len(recorder.edges)} changes in {seconds:.0f} s, {gap_text}, "
+          f"steps (mJ) {steps[:6]}, one read {read_ms:.2f} ms")
 
 
 def main() -> int:
@@ -62,7 +55,7 @@ def main() -> int:
     def joules(a: int, b: int) -> float:
         return (b - a) / 1000
 
-    characterise(handle, 2.0, "idle")
+    characterise(read, 2.0, "idle")
     x = torch.randn(8192, 8192, device="cuda")
     stop = threading.Event()
 
@@ -75,7 +68,7 @@ def main() -> int:
     worker = threading.Thread(target=load, daemon=True)
     worker.start()
     time.sleep(2.0)  # clocks and power settle
-    characterise(handle, 2.0, "busy")
+    characterise(read, 2.0, "busy")
 
     def window(seconds: float) -> tuple[float, float | None]:
         recorder = EdgeRecorder(read)
