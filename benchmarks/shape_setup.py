@@ -12,6 +12,10 @@ Inductor/Triton cache that a first, unreported, compile run fills:
 - eager-nobench: the same with cuDNN's benchmark mode off (what the autotuning costs);
 - compile: torch.compile (mode default, dynamic=False) per batch: the first call, with
   torch._dynamo's own split of its compile time, and the second;
+- compile-nobench: the same with cuDNN's benchmark mode off: how much of a compiled shape's
+  first call is cuDNN's algorithm search (on the H200 in session 14, py-spy saw the first call's
+  ops take ~0.4-0.5 s of CPU per shape and most of a shape's 1.0-1.9 s wall in the sweep went
+  outside Dynamo: benchmarks/compile_profile_split.py);
 - compile-after-eager: in one process, eager runs each shape first, then torch.compile's first
   call: what is left of a compiled shape's setup when cuDNN already knows the convolutions (their
   layout may differ: Inductor may pick channels-last);
@@ -43,7 +47,7 @@ start = time.perf_counter()
 import torch, torchvision
 imported = time.perf_counter() - start
 torch.manual_seed(0)
-torch.backends.cudnn.benchmark = mode != "eager-nobench"
+torch.backends.cudnn.benchmark = not mode.endswith("-nobench")
 dtype = torch.float16 if precision == "fp16" and device == "cuda" else torch.float32
 model = torchvision.models.resnet18().eval().to(device=device, dtype=dtype)
 
@@ -113,8 +117,8 @@ if compiled is not None:
 print("RESULT " + json.dumps(out))
 """
 
-MODES = ("eager", "eager-nobench", "compile", "compile-after-eager", "compile-sampled",
-         "compile-gil-sampler")
+MODES = ("eager", "eager-nobench", "compile", "compile-nobench", "compile-after-eager",
+         "compile-sampled", "compile-gil-sampler")
 
 
 def run(mode: str, args, env: dict, profile: bool = False) -> dict:
