@@ -19,8 +19,10 @@ call, because a device command is capped at 10 minutes; the phases share DIR:
   loop), each case shows it for warm/old and a second count takes only the cases GPU-bound in
   both: a host-bound median follows the launching thread, which moves between processes (a
   hand-written loop 2.3x on the H200: process_spread.py). ``old`` may be a part of the grid
-  (e.g. ``--phase old --sizes 224``: the last ``--sizes`` given wins) where device time is
-  short.
+  (e.g. ``--phase old --sizes 512``: the last ``--sizes`` given wins) where device time is
+  short; take the part whose cases are GPU-bound: at 224 px every case on the H200 is (nearly)
+  host-bound, and its medians move between processes of either path (session 14: warm against
+  cold, the same path, 0.70-1.46).
 Targets (issue 16): cold <= 300 s, warm <= 120 s, measuring >= 50% of the warm wall time.
 Each phase's wall time is the `infersweep run` process's, start to exit, measured here.
 
@@ -140,8 +142,8 @@ def split(root: Path, phase: str) -> dict:
 def compile_setup_by_group(root: Path, phase: str) -> list[tuple[str, list[float]]]:
     """Each torch-compile group's shapes' setup (info.compile_s: compilation, cache hits and the
     first runs), in run order: on the H200 (session 13, warm) a worker's last group took 1.1-1.4 s
-    per shape against 1.8-2.3 s in its seven groups before; this line shows whether a run
-    repeats that."""
+    per shape against 1.8-2.3 s in its seven groups before; session 14 did not see that again
+    (1.0-1.9 s in no order), and identical processes of shape_setup.py moved 1.06-1.73 s."""
     groups: dict[tuple, dict] = {}
     for r in sorted(rows(root, phase).values(), key=lambda r: (r.get("info") or {}).get(
             "started_at") or 0.0):
