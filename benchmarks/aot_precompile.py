@@ -6,10 +6,13 @@ Inductor cache (Dynamo traces the shape again, builds guards, loads the FX graph
 
 A fill step compiles each shape (cold) and saves one AOT artefact per shape; then rounds of two
 fresh processes, alternating: ``compile`` (torch.compile, dynamic=False, on the warm cache) and
-``load`` (the saved artefacts). Each prints every shape's first call, load included. The loaded
-function runs without Dynamo's guards (the caller vouches for the inputs): a deployment of its
-own, which is why infersweep's torch-compile does not use it by default (README, seed grid).
-Needs a torch with ``aot_compile`` on a compiled module's forward (2.9+); says so otherwise.
+``load`` (the saved artefacts). Each prints every shape's first call, load included, and the
+median of ``--calls`` later calls of its last shape. A loaded function checks its guards from
+Python on every call (torch 2.14.1: ``AOTCompiledFunction.__call__`` binds the arguments, then
+runs the guard manager), where torch.compile checks them in Dynamo's frame hook: the call's host
+cost differs, so it is a deployment of its own, which is why infersweep's torch-compile does not
+use it by default (README, seed grid). Needs a torch with ``aot_compile`` on a compiled module's
+forward and ``torch.compiler.load_compiled_function``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 
 CHILD = r"""
 import json, sys, time
-mode, device, size, batches, folder = sys.argv[1:6]
+mode, device, size, batches, folder, calls = sys.argv[1:7]
 import torch, torchvision
 torch.manual_seed(0)
 model = torchvision.models.resnet18().eval().to(device)
@@ -49,12 +52,24 @@ for b in [int(b) for b in batches.split(",")]:
         if device == "cuda":
             torch.cuda.synchronize()
     out[b] = round(time.perf_counter() - start, 3)
+if mode != "fill":  # the host cost of a call: the last shape, many times
+    run = (lambda: compiled(x)) if mode == "compile" else (lambda: fn(model, x))
+    times = []
+    with torch.inference_mode():
+        for _ in range(int(calls)):
+            start = time.perf_counter()
+            run()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    out["call_ms"] = round(1e3 * sorted(times)[len(times) // 2], 4)
 print("RESULT " + json.dumps(out))
 """
 
 
 def run(mode: str, args, folder: str, env: dict) -> dict:
-    cmd = [sys.executable, "-c", CHILD, mode, args.device, str(args.size), args.batches, folder]
+    cmd = [sys.executable, "-c", CHILD, mode, args.device, str(args.size), args.batches, folder,
+           str(args.calls)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -69,10 +84,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batches", default="2,4,8")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
-    if args.size < 32 or args.rounds < 1:
-        print(f"--size {args.size} / --rounds {args.rounds}: need a size >= 32 and a round",
-              file=sys.stderr)
+    if args.size < 32 or args.rounds < 1 or args.calls < 1:
+        print(f"--size {args.size} / --rounds {args.rounds} / --calls {args.calls}: need a size "
+              ">= 32, a round and a call", file=sys.stderr)
         return 2
     folder = tempfile.mkdtemp(prefix="aot_precompile_")
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(folder, "inductor"),
@@ -87,8 +103,10 @@ def main() -> int:
     for rnd in range(args.rounds):
         for mode in ("compile", "load") if rnd % 2 == 0 else ("load", "compile"):
             times = run(mode, args, folder, env)
+            call_ms = times.pop("call_ms")
             print(f"round {rnd + 1} {mode:8s} first call per shape (s): "
-                  + ", ".join(f"bs{b} {t}" for b, t in times.items()))
+                  + ", ".join(f"bs{b} {t}" for b, t in times.items())
+                  + f"; then a call {call_ms} ms (median of {args.calls})")
     return 0
 
 
