@@ -57,9 +57,20 @@ def classify(names: list[str]) -> str:
     return "rest of the worker"
 
 
+class NotAProfile(ValueError):
+    """The file is JSON but not a torch-compile sweep's speedscope profile."""
+
+
 def split(profile: dict) -> tuple[str, Counter, float]:
     """(the thread's name, seconds per part, seconds per sample) of the thread that ran
     specialize most: the torch-compile worker's main thread."""
+    try:
+        return _split(profile)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise NotAProfile(f"not py-spy's speedscope format ({exc!r} missing or malformed)")
+
+
+def _split(profile: dict) -> tuple[str, Counter, float]:
     frames = [f["name"] for f in profile["shared"]["frames"]]
     best = None
     for thread in profile["profiles"]:
@@ -68,8 +79,8 @@ def split(profile: dict) -> tuple[str, Counter, float]:
         if hits and (best is None or hits > best[0]):
             best = (hits, thread, stacks)
     if best is None:
-        raise SystemExit("no thread ran CompiledSession.specialize: not a torch-compile sweep's "
-                         "profile (py-spy record --subprocesses ... -f speedscope)")
+        raise NotAProfile("no thread ran CompiledSession.specialize: not a torch-compile "
+                          "sweep's profile (py-spy record --subprocesses ... -f speedscope)")
     _, thread, stacks = best
     weights = thread.get("weights") or [1] * len(stacks)
     seconds = Counter()
@@ -96,7 +107,11 @@ def main() -> int:
     except (OSError, ValueError) as exc:
         print(f"{args.profile}: not a readable speedscope profile ({exc})", file=sys.stderr)
         return 2
-    name, seconds, _ = split(profile)
+    try:
+        name, seconds, _ = split(profile)
+    except NotAProfile as exc:
+        print(f"{args.profile}: {exc}", file=sys.stderr)
+        return 2
     print(f"# {args.profile}: {name}")
     total = sum(seconds[p] for p in PARTS)
     per = f"  per shape ({args.shapes})" if args.shapes else ""
