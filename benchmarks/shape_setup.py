@@ -13,9 +13,9 @@ Inductor/Triton cache that a first, unreported, compile run fills:
 - compile: torch.compile (mode default, dynamic=False) per batch: the first call, with
   torch._dynamo's own split of its compile time, and the second;
 - compile-nobench: the same with cuDNN's benchmark mode off: how much of a compiled shape's
-  first call is cuDNN's algorithm search (on the H200 in session 14, py-spy saw the first call's
-  ops take ~0.4-0.5 s of CPU per shape and most of a shape's 1.0-1.9 s wall in the sweep went
-  outside Dynamo: benchmarks/compile_profile_split.py);
+  first call is cuDNN's algorithm search (on the H200 in session 14, py-spy saw Dynamo busy
+  ~0.4-0.5 s of a warm shape's 1.0-1.9 s in a sweep and the first call's ops another ~0.4-0.5 s,
+  both lower bounds: benchmarks/compile_profile_split.py);
 - compile-after-eager: in one process, eager runs each shape first, then torch.compile's first
   call: what is left of a compiled shape's setup when cuDNN already knows the convolutions (their
   layout may differ: Inductor may pick channels-last);
