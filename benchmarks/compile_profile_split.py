@@ -27,6 +27,7 @@ at the end; 15-21% of the samples on the H200 in session 14): the figures are lo
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from collections import Counter
@@ -61,8 +62,8 @@ class NotAProfile(ValueError):
     """The file is JSON but not a torch-compile sweep's speedscope profile."""
 
 
-def split(profile: dict) -> tuple[str, Counter, float]:
-    """(the thread's name, seconds per part, seconds per sample) of the thread that ran
+def split(profile: dict) -> tuple[str, Counter]:
+    """(the thread's name, seconds per part) of the thread that ran
     specialize most: the torch-compile worker's main thread."""
     try:
         return _split(profile)
@@ -70,7 +71,7 @@ def split(profile: dict) -> tuple[str, Counter, float]:
         raise NotAProfile(f"not py-spy's speedscope format ({exc!r} missing or malformed)")
 
 
-def _split(profile: dict) -> tuple[str, Counter, float]:
+def _split(profile: dict) -> tuple[str, Counter]:
     frames = [f["name"] for f in profile["shared"]["frames"]]
     best = None
     for thread in profile["profiles"]:
@@ -88,7 +89,7 @@ def _split(profile: dict) -> tuple[str, Counter, float]:
         seconds[classify(names)] += weight
     unit = {"seconds": 1.0, "milliseconds": 1e-3, "microseconds": 1e-6}.get(thread.get("unit"),
                                                                           1.0)
-    return thread["name"], Counter({k: v * unit for k, v in seconds.items()}), unit
+    return thread["name"], Counter({k: v * unit for k, v in seconds.items()})
 
 
 def main() -> int:
@@ -100,7 +101,7 @@ def main() -> int:
     if args.shapes < 0:
         print(f"--shapes: {args.shapes} is negative", file=sys.stderr)
         return 2
-    opener = __import__("gzip").open if args.profile.endswith(".gz") else open
+    opener = gzip.open if args.profile.endswith(".gz") else open
     try:
         with opener(args.profile, "rt") as f:
             profile = json.load(f)
@@ -108,7 +109,7 @@ def main() -> int:
         print(f"{args.profile}: not a readable speedscope profile ({exc})", file=sys.stderr)
         return 2
     try:
-        name, seconds, _ = split(profile)
+        name, seconds = split(profile)
     except NotAProfile as exc:
         print(f"{args.profile}: {exc}", file=sys.stderr)
         return 2
