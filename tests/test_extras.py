@@ -57,6 +57,11 @@ def test_openvino_cases_are_unavailable_with_the_install_line(tmp_path):
     assert [(r["status"], r["reason"]) for r in rows] == [
         ("unavailable", "python package openvino is not installed; install with: "
                         "pip install 'infersweep[openvino]'")]
+    # What the terminal shows too: rich must not read "[openvino]" as a style tag and drop it.
+    assert "pip install 'infersweep[openvino]'" in done.stdout, done.stdout
+    plan = cli("plan", "--backends", "openvino", "--sizes", "32", "--batches", "1",
+               "--out", tmp_path / "run", *FAST, env={**hidden, "COLUMNS": "400"})
+    assert "pip install 'infersweep[openvino]'" in plan.stdout, plan.stdout
     env = cli("env", env={**hidden, "COLUMNS": "400"})
     assert _env_cell(env.stdout, "backend openvino") == (
         "not available (python package openvino is not installed; install with: "

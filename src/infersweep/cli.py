@@ -115,7 +115,7 @@ def run(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fals
         if lock is not None:
             lock.release()
         _fail(str(exc))
-    console.print(f"run directory: [bold]{out_dir}[/]")
+    console.print(f"run directory: [bold]{escape(str(out_dir))}[/]")
     if budget_line:
         console.print(budget_line, highlight=False)
     observer = TerminalObserver()
@@ -210,15 +210,17 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
     planned = make_plan(spec, finished, gpu, only, stored)
     if not planned:
         _fail(f"no case of this sweep matches --only {sweep.only!r}")
-    table = Table(title=f"plan for {out_dir}")
+    table = Table(title=Text(f"plan for {out_dir}"))
     scoped = spec.scopes != ("compute",)  # else every row would say compute
     for col in ("case_id", "backend", "device", "precision", "size", "batch", "data") + \
             ("scope",) * scoped + ("action", "reason"):
         table.add_column(col)
     for p in planned:
         c = p.case
+        # Text: reasons quote install lines ('infersweep[openvino]') that markup would eat
         table.add_row(c.case_id, c.backend, c.device, c.precision, str(c.image_size),
-                      str(c.batch_size), c.data, *(c.scope,) * scoped, p.action, p.reason)
+                      str(c.batch_size), Text(c.data), *(c.scope,) * scoped, p.action,
+                      Text(p.reason))
     console.print(table)
     to_run = [p.case for p in planned if p.action == RUN]
     console.print(f"{len(planned)} cases, {len(to_run)} to run")

@@ -35,13 +35,14 @@ class TerminalObserver:
                       f"{skipped} unsupported/unavailable")
         for p in plan:
             if p.action not in (RUN, DONE):
-                console.print(f"  [yellow]{p.action:>11}[/]  {p.case.label}: {p.reason}",
+                console.print(f"  [yellow]{p.action:>11}[/]  {escape(p.case.label)}: "
+                              f"{escape(p.reason)}",
                               highlight=False)
         self.progress.start()
         self.task = self.progress.add_task("starting", total=to_run)
 
     def case_started(self, case: Case) -> None:
-        self.progress.update(self.task, description=case.label)
+        self.progress.update(self.task, description=escape(case.label))
 
     def case_finished(self, result: Result) -> None:
         self.progress.advance(self.task)
@@ -52,9 +53,11 @@ class TerminalObserver:
 
 
 def case_line(result: Result) -> str:
-    label = result.case.label
+    # Labels, reasons and warnings are plain text that quotes user values and install lines
+    # (pip install 'infersweep[openvino]'): escaped, or rich reads "[openvino]" as a tag and drops it.
+    label = escape(result.case.label)
     if result.status != "ok":
-        return f"  [red]{result.status:>11}[/]  {label}: {result.reason[:300]}"
+        return f"  [red]{result.status:>11}[/]  {label}: {escape(result.reason[:300])}"
     if result.case.scenario.startswith("server"):  # request latencies, not batch timings
         from infersweep.reports.scenarios import terminal_line
 
@@ -64,7 +67,7 @@ def case_line(result: Result) -> str:
     line = (f"  [green]{'ok':>11}[/]  {label}\n{'':13}median [bold]{s.median:.3f} ms[/] ± {s.std:.3f}"
             f"  (min {s.min:.3f} … max {s.max:.3f})  {ips:.1f} img/s  n={s.iterations}")
     if result.warnings:
-        line += f"\n{'':13}[yellow]warning:[/] {'; '.join(result.warnings)}"
+        line += f"\n{'':13}[yellow]warning:[/] {escape('; '.join(result.warnings))}"
     return line
 
 
