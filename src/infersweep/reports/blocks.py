@@ -31,7 +31,8 @@ class Table:
 Block = Para | Heading | Table
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text) -> str:
+    """Text as one markdown table cell: a "|" would end the cell, a newline the row."""
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -44,10 +45,10 @@ def to_markdown(blocks: list[Block], level: int = 3) -> list[str]:
         elif isinstance(block, Para):
             lines += [block.text, ""]
         else:
-            lines.append("| " + " | ".join(map(_md_cell, block.headers)) + " |")
+            lines.append("| " + " | ".join(map(md_cell, block.headers)) + " |")
             lines.append("|" + "|".join("---:" if block.aligned(i) else "---"
                                         for i in range(len(block.headers))) + "|")
-            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+            lines += ["| " + " | ".join(map(md_cell, row)) + " |" for row in block.rows]
             lines.append("")
     return lines
 

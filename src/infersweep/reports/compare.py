@@ -48,6 +48,7 @@ import numpy as np
 
 from infersweep.case import Case
 from infersweep.grid.filters import Filter, select
+from infersweep.reports.blocks import md_cell
 from infersweep.results import history
 from infersweep.results.history import ProcessNoise
 from infersweep.results.repeats import ratio_interval
@@ -330,27 +331,27 @@ def to_markdown(result: Comparison) -> str:
                   "| verdict |",
                   "|---|" + "---|---|" * len(diff) + "---:|---:|---:|---:|---|"]
         for p in result.pairs:
-            cells = "".join(f" {_cell(getattr(p.a, f))} | {_cell(getattr(p.b, f))} |"
+            cells = "".join(f" {md_cell(getattr(p.a, f))} | {md_cell(getattr(p.b, f))} |"
                             for f in diff)
             if p.ratio is None:
-                ratio, change, verdict = "", "", f"{p.verdict}: {_cell(p.note)}"
+                ratio, change, verdict = "", "", f"{p.verdict}: {md_cell(p.note)}"
             else:
                 ratio = f"{p.ratio:.3f} ({p.ci_low:.3f}–{p.ci_high:.3f})"
                 change = f"{p.change_pct:+.1f}%"
                 verdict = f"**{p.verdict}**" if p.verdict in (FASTER, SLOWER) else p.verdict
-            lines.append(f"| {_cell(p.label)} |{cells} {_ms(p.a_median_ms)} "
+            lines.append(f"| {md_cell(p.label)} |{cells} {_ms(p.a_median_ms)} "
                          f"| {_ms(p.b_median_ms)} | {ratio} | {change} | {verdict} |")
     for title, side in (("Only in A", result.only_a), ("Only in B", result.only_b)):
         if side:
             lines += ["", f"## {title} ({len(side)})", ""]
-            lines += [f"- {_cell(r.case.label)} ({r.case.model}, {r.status})" for r in side]
+            lines += [f"- {md_cell(r.case.label)} ({r.case.model}, {r.status})" for r in side]
     if result.ambiguous:
         lines += ["", f"## Not paired: several cases share one match key ({len(result.ambiguous)})",
                   "", "Narrow --a or --b (for example with options=...) so that each key holds "
                       "one case per side.", ""]
         for ra, rb in result.ambiguous:
-            lines.append("- A: " + "; ".join(_cell(r.case.label) for r in ra)
-                         + " / B: " + "; ".join(_cell(r.case.label) for r in rb))
+            lines.append("- A: " + "; ".join(md_cell(r.case.label) for r in ra)
+                         + " / B: " + "; ".join(md_cell(r.case.label) for r in rb))
     return "\n".join(lines) + "\n"
 
 
@@ -449,10 +450,6 @@ def _label(case: Case, names: list[str]) -> str:
         elif value != "" and not (name == "scope" and value == "compute" and len(names) > 1):
             parts.append(str(value))
     return " ".join(parts) or case.label
-
-
-def _cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _ms(value) -> str:

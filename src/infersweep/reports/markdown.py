@@ -15,7 +15,7 @@ from infersweep.backends.torch_compile import fx_graph_counts
 from infersweep.env import describe, has_int8_dot_product
 from infersweep.probes.base import Column
 from infersweep.reports import knobs, scenarios
-from infersweep.reports.blocks import to_markdown
+from infersweep.reports.blocks import md_cell, to_markdown
 from infersweep.reports.formats import ReportContext, ReportFormat, atomic_write
 from infersweep.reports.recommend import report_sections
 from infersweep.reports.rows import above_peak_note, problems, status_line
@@ -28,10 +28,6 @@ def _ms(value) -> str:
     if value is None:
         return ""
     return f"{value:.3f} ms" if value < 100 else f"{value:.1f} ms"
-
-
-def _text(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ def _time_batch(r: dict) -> str:
 
 
 COMPOSITE = {
-    "backend": Cell("backend", False, lambda r: _text(
+    "backend": Cell("backend", False, lambda r: md_cell(
         (f"{r['backend']} ({r['options']})" if r["options"] else r["backend"])
         + (f" {r['scenario']}" if r.get("scenario") else "")),
         ("backend", "options", "scenario")),
@@ -75,7 +71,7 @@ def column_cell(column: Column) -> Cell:
         value = row.get(column.name)
         if value is None or value == "":
             return ""
-        return f"{value:{column.fmt}}{column.unit}" if column.fmt else _text(value)
+        return f"{value:{column.fmt}}{column.unit}" if column.fmt else md_cell(value)
 
     return Cell(title, column.fmt is not None, render, (column.name,))
 
@@ -142,7 +138,7 @@ def _problems(rows: list[dict]) -> list[str]:
         r = p.row
         label = (f"{r['backend']} {r['device']} {r['precision']} {r['image_size']}px "
                  f"bs{r['batch_size']} {r['data']}")
-        lines.append(f"| {label} | {p.status} | {_text(p.why)} | {_text(p.figures)} |")
+        lines.append(f"| {label} | {p.status} | {md_cell(p.why)} | {md_cell(p.figures)} |")
     return lines
 
 
