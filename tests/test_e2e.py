@@ -25,6 +25,9 @@ def sweep(tmp_path_factory, e2e_cache):
     out = tmp_path_factory.mktemp("e2e") / "run"
     proc = cli("run", "--model", "resnet18", "--backends", "torch,onnxruntime", "--devices", "cpu",
                "--precisions", "fp32", "--sizes", "32,64", "--batches", "1,2", "--out", out, *FAST,
+               # A torch row the contention guard flags (another process busy on this 2-core box)
+               # serves as no baseline and the speedup test below would fail: time it again.
+               "--remeasure", "3",
                env={**os.environ, "INFERSWEEP_CACHE": str(e2e_cache)})
     assert proc.returncode == 0, proc.stderr + proc.stdout
     with open(out / "results.csv") as f:
