@@ -142,6 +142,8 @@ BAD = {
     "factory-file-missing": ("nothere.py:tiny", None,
                              "factory file {tmp}/nothere.py does not exist"),
     "factory-no-function": ("fac.py:nope", None, "{tmp}/fac.py defines no function 'nope'"),
+    "factory-function-not-named": ("fac.py", None, "name the function that builds the model: "
+                                                   "'fac.py:FUNCTION'"),
     "factory-raises": ("fac.py:broken", None,
                        "the factory raised RuntimeError: no GPU in the factory"),
     "factory-not-module": ("fac.py:not_a_module", None,

@@ -77,6 +77,9 @@ def parse_model(text: str, base: Path | None = None) -> ModelRef:
         if all(part.isidentifier() for part in where.split(".")):
             return ModelRef(text, FACTORY, where, function)
         raise ModelError(f"--model {text!r}: expected PATH.py:FUNCTION or package.module:FUNCTION")
+    if text.lower().endswith(".py"):  # a factory file without its function: not a model name
+        raise ModelError(f"--model {text!r}: name the function that builds the model: "
+                         f"'{text}:FUNCTION'")
     return ModelRef(text, TORCHVISION, text)
 
 
