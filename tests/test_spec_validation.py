@@ -325,6 +325,21 @@ def test_version():
 def test_help_keeps_bracketed_text():
     proc = cli("run", "--help", env=WIDE)
     assert "or a local Ray instance (pip install 'infersweep[ray]')" in proc.stdout
+    assert "e.g. 'torch[channels_last=true]'" in proc.stdout  # markup ate it once
+    assert "(default: runs/MODEL-HASH)" in proc.stdout  # markdown would eat a <model>
+
+
+@pytest.mark.parametrize("command,sentence", [
+    ("run", "1 when none has (every case failed, unsupported or unavailable)"),
+    ("recommend", "Flags override the sweep file's [constraints]. Exit code: 0 with a "
+                  "recommendation, 1 when no case meets the constraints"),
+])
+def test_help_paragraphs_are_not_broken_where_the_docstring_wraps(command, sentence):
+    """rich kept each docstring line break, so a wide terminal showed "1 when none has (every" /
+    "case failed, ...": a paragraph is one line on a terminal wide enough for it."""
+    proc = cli(command, "--help", env=WIDE)
+    assert proc.returncode == 0, proc.stderr
+    assert sentence in proc.stdout, proc.stdout
 
 
 def test_each_command_summary_is_one_unbroken_line():

@@ -26,7 +26,10 @@ from infersweep.cli_answers import compare, recommend
 from infersweep.cli_answers import load_run_or_exit as _load_run
 from infersweep.terminal import TerminalObserver, console, err, fail as _fail, time_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
+# rich_markup_mode "markdown": help text has no "[...]" markup to escape, and a docstring's single
+# line breaks join into one paragraph that rich wraps at the terminal's width; "rich" kept every
+# source line break, so a wide terminal showed sentences broken mid-way.
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="markdown",
                   help="Sweep vision-model inference over runtimes, precisions, batch and image "
                        "sizes; measure each case honestly; never lose a result.")
 
@@ -186,7 +189,7 @@ def plan(sweep: SweepArgs, fresh: Fresh = False, retry_failed: RetryFailed = Fal
          force: Force = False,
          list_models: Annotated[bool, typer.Option("--list-models",
                                                    help="list the model names and exit")] = False):
-    """Print the expanded cases and what `run` with the same flags would do with each.
+    """Print the expanded cases and what 'run' with the same flags would do with each.
 
     The run directory is only read: plan works on a read-only mount."""
     from infersweep.results.store import StoreError
@@ -233,13 +236,13 @@ def report(out_dir: Annotated[Path, typer.Argument(help="a run directory")],
            baseline: Baseline = None, only: Only = None,
            to: Annotated[Optional[Path], typer.Option(
                "--to", help="write the outputs to this folder; DIR is only read (default: DIR "
-                            "itself, or DIR/views/<filter>/ with --only)")] = None,
+                            "itself, or DIR/views/FILTER/ with --only)")] = None,
            formats: Annotated[Optional[str], typer.Option(
                "--format", help="which outputs to rewrite, comma-separated: md, csv, json, html, "
                                 "plots (html draws the plots it embeds) [all]")] = None):
     """Regenerate the output files of DIR from DIR/results.sqlite.
 
-    --only writes a view of the matching cases to DIR/views/<filter>/ (or --to), never over DIR's
+    --only writes a view of the matching cases to DIR/views/FILTER/ (or --to), never over DIR's
     own full outputs; a filter that matches no case writes nothing (exit 2). A read-only DIR needs
     --to."""
     from infersweep.backends import registry
@@ -326,7 +329,7 @@ app.command()(compare)
 app.command()(recommend)
 
 
-cache_app = typer.Typer(help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "
+cache_app = typer.Typer(rich_markup_mode="markdown", help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "
                              "references, peaks.")
 app.add_typer(cache_app, name="cache")
 

@@ -111,7 +111,7 @@ def recommend(run_dir: Annotated[Path, typer.Argument(help="a run directory")],
                                     "on stdout (the recommendation on stderr)") = None):
     """What to deploy: the best case of DIR meeting every constraint, and what kept the others out.
 
-    Flags override the sweep file's \\[constraints]. Exit code: 0 with a recommendation, 1 when no
+    Flags override the sweep file's [constraints]. Exit code: 0 with a recommendation, 1 when no
     case meets the constraints, 2 for bad input."""
     flags = {k: v for k, v in locals().items() if k not in ("run_dir", "emit")}
     from infersweep.grid.constraints import ConstraintError, overlay

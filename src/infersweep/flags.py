@@ -69,7 +69,7 @@ FLAGS = (
     _option("batches", str, "batch sizes (default: 1,8,32)"),
     _option("data", str,
             "synthetic, samples (bundled photos) or an image folder (default: synthetic)"),
-    _option("out", Path, "run directory (default: runs/<model>-<hash>)"),
+    _option("out", Path, "run directory (default: runs/MODEL-HASH)"),
     _option("timeout", float, "seconds per case (default: 600)"),
     Flag("baseline", Baseline),
     _option("seed", int, "seed for weights and data (default: 0)"),
@@ -116,7 +116,7 @@ FLAGS = (
                            "time and target CI per case (timing flags given win)", in_spec=False),
     Flag("only", Only, in_spec=False),
     _option("executor", str, "local (default) or ray: a Ray task per group, on a cluster or a "
-                             "local Ray instance (pip install 'infersweep\\[ray]')", executor=True),
+                             "local Ray instance (pip install 'infersweep[ray]')", executor=True),
     _option("ray_address", str, "an existing Ray cluster, e.g. ray://head:10001 or head:6379 "
                                 "(default: start a local Ray instance)", executor=True),
     _option("retries", int,
