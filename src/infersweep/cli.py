@@ -329,7 +329,8 @@ app.command()(compare)
 app.command()(recommend)
 
 
-cache_app = typer.Typer(rich_markup_mode="markdown", help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "
+cache_app = typer.Typer(rich_markup_mode="markdown",
+                        help="The artefact cache ($INFERSWEEP_CACHE): exports, compiled kernels, "
                              "references, peaks.")
 app.add_typer(cache_app, name="cache")
 
