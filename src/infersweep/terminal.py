@@ -54,7 +54,7 @@ class TerminalObserver:
 
 def case_line(result: Result) -> str:
     # Labels, reasons and warnings are plain text that quotes user values and install lines
-    # (pip install 'infersweep[openvino]'): escaped, or rich reads "[openvino]" as a tag and drops it.
+    # (pip install 'infersweep[openvino]'): escaped, or rich reads "[openvino]" as a tag.
     label = escape(result.case.label)
     if result.status != "ok":
         return f"  [red]{result.status:>11}[/]  {label}: {escape(result.reason[:300])}"
