@@ -125,6 +125,25 @@ def test_pairs_without_two_good_sides_are_listed_not_judged():
     assert newly_failing([p, few]) == [p]
 
 
+def test_a_side_the_contention_guard_flagged_is_not_judged():
+    """A disturbed measurement (the noise column: another process on the cores, throttled
+    clocks) is no basis for a verdict, as reports never rank it; here B looks 3x slower."""
+    quiet = ok(case(), latencies(1))
+    disturbed = Result(case(), "ok", samples_ms=latencies(2, scale=3.0),
+                       measured={"noise": "cpu contended: 40% of our CPU time waiting"})
+    p = compare_pair(quiet, disturbed)
+    assert p.verdict == NOT_COMPARED and p.ratio is None and p.ci_low is None
+    assert p.note == "B measured while disturbed (cpu contended: 40% of our CPU time waiting)"
+    assert p.disturbed and p.to_dict()["disturbed"] is True
+    crashed = compare_pair(Result(case(), "crashed", reason="SIGSEGV"), disturbed)
+    assert crashed.note == "A crashed (SIGSEGV)" and not crashed.disturbed  # the first reason
+    assert p.b_median_ms == pytest.approx(np.median(latencies(2, scale=3.0)))  # still shown
+    assert regressions([p], 0.05) == [] and newly_failing([p]) == []
+    assert "not compared: B measured while disturbed" in to_markdown(
+        compare([quiet], [disturbed]))
+    assert compare_pair(disturbed, quiet).note.startswith("A measured while disturbed")
+
+
 @pytest.mark.parametrize("text,value", [("5%", 0.05), ("0.05", 0.05), (" 12.5 % ", 0.125),
                                         ("0", 0.0), ("0%", 0.0), ("150%", 1.5)])
 def test_parse_fraction(text, value):

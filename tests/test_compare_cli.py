@@ -26,6 +26,32 @@ def test_slowed_run_is_slower_and_fails_the_gate(tmp_path):
     assert all(1.2 < p["ratio"] < 1.4 for p in pairs)
 
 
+def test_the_gate_refuses_to_judge_a_run_the_contention_guard_flagged(tmp_path):
+    """B is 30% slower, but one of its cases was timed while another process held the cores: the
+    gate cannot judge it (a disturbed timing could pass for a regression, or hide one), so it
+    says so with exit 2 instead of a verdict; the table marks the pair."""
+    import dataclasses
+
+    from infersweep.results.store import Store
+
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", slowdown="1.3")
+    store = Store(b / "results.sqlite")
+    flagged = next(r for r in store.results() if r.case.batch_size == 3)
+    store.put(dataclasses.replace(flagged, measured={**flagged.measured,
+                                                    "noise": "contended: 1.0 of 2 cores"}))
+    store.close()
+    gate = cli("compare", a, b, "--fail-if-slower", "5%", "--ignore-process-noise")
+    assert gate.returncode == 2, gate.stdout + gate.stderr
+    assert gate.stderr.strip().splitlines() == [
+        "error: --fail-if-slower cannot judge 1 pair(s) whose timing the contention guard "
+        "flagged as disturbed (another process, starved or throttled): measure them again on a "
+        "quiet machine, or leave them out with --only"]
+    table = cli("compare", a, b)
+    assert table.returncode == 0, table.stderr
+    assert "not compared: B measured while disturbed (contended: 1.0 of 2 cores)" in table.stdout
+    assert "**slower**" in table.stdout  # the other pair is judged
+
+
 def test_identical_runs_show_no_significant_difference(tmp_path):
     a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
     # Two processes sleeping 5 ms each overshoot differently (a full-suite run saw +2.6% at bs1

@@ -83,6 +83,11 @@ def compare(
               "compared pair(s) come from one worker process per case, whose noise between "
               "processes would pass for a regression; re-run with --repeats 3, or add "
               "--ignore-process-noise to judge them anyway")
+    disturbed = result.disturbed()
+    if threshold is not None and disturbed:
+        fail(f"--fail-if-slower cannot judge {len(disturbed)} pair(s) whose timing the contention "
+             "guard flagged as disturbed (another process, starved or throttled): measure them "
+             "again on a quiet machine, or leave them out with --only")
     text = to_markdown(result) if output == "md" else to_json(result)
     console.print(text, markup=False, highlight=False)
     if threshold is not None:

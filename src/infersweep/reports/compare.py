@@ -23,7 +23,8 @@ slower by more than the margin, else "no significant difference". The margin (de
 the floor of run-to-run noise: the bootstrap sees only the noise within each run, while two runs
 of the same build on one machine differ by about 0.5-2% (machine state, clocks, memory layout),
 which with thousands of samples would otherwise be called significant. Only pairs with status ok on both
-sides and at least MIN_SAMPLES samples each are compared; the others are listed, not judged.
+sides, at least MIN_SAMPLES samples each and no side the contention guard flagged as disturbed
+(its ``noise`` cell) are compared; the others are listed, not judged.
 
 Between processes. Where both sides were measured with --repeats 2 or more, the medians are the
 medians of the per-process medians and the interval is a Welch t interval of the ratio from the
@@ -95,6 +96,7 @@ class Pair:
     a_repeats: int = 0  # worker processes that measured A's case (--repeats)
     b_repeats: int = 0
     between_processes: bool = False  # the interval comes from the spread between processes
+    disturbed: bool = False  # not compared: a side's timing was flagged by the contention guard
 
     @property
     def single_process(self) -> bool:
@@ -115,6 +117,7 @@ class Pair:
                 "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "change_pct": self.change_pct, "verdict": self.verdict, "note": self.note,
                 "a_repeats": self.a_repeats, "b_repeats": self.b_repeats,
+                "disturbed": self.disturbed,
                 "interval_from": ("between processes" if self.between_processes else
                                   "within one process" if self.ratio is not None else None)}
 
@@ -139,6 +142,9 @@ class Comparison:
 
     def single_process(self) -> list[Pair]:
         return [p for p in self.pairs if p.single_process]
+
+    def disturbed(self) -> list[Pair]:
+        return [p for p in self.pairs if p.disturbed]
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys((FASTER, SLOWER, NO_DIFFERENCE, NOT_COMPARED), 0)
@@ -229,9 +235,10 @@ def compare_pair(a, b, *, resamples: int = RESAMPLES, seed: int = SEED,
                   label=label or a.case.label, a_repeats=max(len(pa), int(xa.size > 0)),
                   b_repeats=max(len(pb), int(xb.size > 0)))
     note = _why_not(a, xa, "A") or _why_not(b, xb, "B")
-    if note:
-        return Pair(ratio=None, ci_low=None, ci_high=None, verdict=NOT_COMPARED, note=note,
-                    **common)
+    disturbance = "" if note else _disturbed(a, "A") or _disturbed(b, "B")
+    if note or disturbance:
+        return Pair(ratio=None, ci_low=None, ci_high=None, verdict=NOT_COMPARED,
+                    note=note or disturbance, disturbed=bool(disturbance), **common)
     if between:
         low, high = ratio_interval(pa, pb)
     else:
@@ -420,6 +427,14 @@ def _why_not(result, samples: np.ndarray, side: str) -> str:
     if samples.size < MIN_SAMPLES:
         return f"{side} has {samples.size} samples (< {MIN_SAMPLES})"
     return ""
+
+
+def _disturbed(result, side: str) -> str:
+    """Why an ok side's timing is no basis for a verdict, or "": the contention guard's cell
+    (probes/contention.py) says it was timed while starved, contended or throttled, even after
+    --remeasure. Reports never rank such a row either."""
+    noise = (getattr(result, "measured", None) or {}).get("noise")
+    return f"{side} measured while disturbed ({noise})" if noise else ""
 
 
 def _by_key(results: list, ignored: tuple[str, ...]) -> dict[tuple, list]:
