@@ -104,3 +104,19 @@ def test_a_failing_process_fails_the_row_and_keeps_earlier_medians():
     assert second.status == "crashed"
     assert second.reason == "process 2 of 3: worker killed by signal SIGKILL"
     assert second.info["process_medians_ms"] == [1.0]
+
+
+def test_a_process_the_contention_guard_flagged_keeps_the_row_flagged():
+    """The row's median and interval pool every process's median: one process timed while
+    disturbed is in them, so the row keeps its noise cell even when a later process was quiet
+    (it took only the last process's cell before, and compare and the reports trusted it)."""
+    case = Case("resnet18", "random(seed=0)", "torch", "cpu", "fp32", 8, 1, "synthetic")
+    noisy = Result(case, "ok", samples_ms=[3.0, 3.1, 3.2], measured={"noise": "contended: 1.0"})
+    quiet = Result(case, "ok", samples_ms=[1.0, 1.1, 1.2], measured={"noise": ""})
+    row = merge(merge(merge(None, noisy, 3), quiet, 3), quiet, 3)
+    assert row.process_medians_ms == [3.1, 1.1, 1.1]
+    assert row.measured["noise"] == "process 1 of 3: contended: 1.0"
+    both = merge(merge(None, noisy, 2), noisy, 2)
+    assert both.measured["noise"] == "process 1 of 2: contended: 1.0; process 2 of 2: contended: 1.0"
+    clean = merge(merge(None, quiet, 2), quiet, 2)
+    assert not clean.measured["noise"]

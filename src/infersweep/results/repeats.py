@@ -87,10 +87,25 @@ def merge(stored: Result | None, new: Result, asked: int) -> Result:
         info = {**new.info, "process_medians_ms": earlier}
         return replace(new, reason=f"process {done} of {asked}: {new.reason}", info=info)
     warnings = list(dict.fromkeys(stored.warnings + new.warnings))
+    measured, info = new.measured, new.info
+    # The contention guard's cell: the row pools every process's median, so a process timed
+    # while disturbed keeps the row flagged, named by its number, whatever the last one found.
+    noises = _process_noise(stored) + [new.measured.get("noise") or ""]
+    if "noise" in new.measured or any(noises):
+        measured = {**measured, "noise": "; ".join(f"process {i} of {asked}: {cause}"
+                                                   for i, cause in enumerate(noises, 1) if cause)}
+        info = {**info, "process_noise": noises}
     return replace(new, samples_ms=stored.samples_ms + new.samples_ms,
                    process_medians_ms=earlier + new.process_medians_ms, warnings=warnings,
                    setup_s=stored.setup_s, first_iter_ms=stored.first_iter_ms,
-                   wall_s=(stored.wall_s or 0) + (new.wall_s or 0))
+                   wall_s=(stored.wall_s or 0) + (new.wall_s or 0), measured=measured, info=info)
+
+
+def _process_noise(result: Result) -> list[str]:
+    """Each merged process's noise cell ("" when quiet), in order; a row of one process has only
+    its own cell."""
+    kept = result.info.get("process_noise")
+    return list(kept) if kept is not None else [result.measured.get("noise") or ""]
 
 
 def missing(results: list[Result], asked: int) -> dict[str, int]:
