@@ -83,7 +83,8 @@ def test_pair_to_dict_is_every_figure():
                  "b_status": "ok", "a_median_ms": p.a_median_ms, "b_median_ms": p.b_median_ms,
                  "a_samples": 60, "b_samples": 60, "ratio": p.ratio, "ci_low": p.ci_low,
                  "ci_high": p.ci_high, "change_pct": p.change_pct, "verdict": SLOWER, "note": "",
-                 "a_repeats": 1, "b_repeats": 1, "interval_from": "within one process"}
+                 "a_repeats": 1, "b_repeats": 1, "disturbed": False,
+                 "interval_from": "within one process"}
     assert d["ratio"] == pytest.approx(2.0)
 
 
