@@ -117,6 +117,11 @@ def test_a_process_the_contention_guard_flagged_keeps_the_row_flagged():
     assert row.process_medians_ms == [3.1, 1.1, 1.1]
     assert row.measured["noise"] == "process 1 of 3: contended: 1.0"
     both = merge(merge(None, noisy, 2), noisy, 2)
-    assert both.measured["noise"] == "process 1 of 2: contended: 1.0; process 2 of 2: contended: 1.0"
+    assert both.measured["noise"] == ("process 1 of 2: contended: 1.0; "
+                                      "process 2 of 2: contended: 1.0")
     clean = merge(merge(None, quiet, 2), quiet, 2)
     assert not clean.measured["noise"]
+    # A row merged before the cells were kept per process holds its last process's cell.
+    older = Result(case, "ok", samples_ms=[1.0] * 6, process_medians_ms=[1.0, 1.0],
+                   measured={"noise": "throttled"})
+    assert merge(older, quiet, 3).measured["noise"] == "process 2 of 3: throttled"

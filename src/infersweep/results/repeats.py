@@ -102,10 +102,12 @@ def merge(stored: Result | None, new: Result, asked: int) -> Result:
 
 
 def _process_noise(result: Result) -> list[str]:
-    """Each merged process's noise cell ("" when quiet), in order; a row of one process has only
-    its own cell."""
+    """Each merged process's noise cell ("" when quiet), in order. A row without the list (one
+    process, or merged before it was kept) holds its last process's cell."""
     kept = result.info.get("process_noise")
-    return list(kept) if kept is not None else [result.measured.get("noise") or ""]
+    if kept is not None:
+        return list(kept)
+    return [""] * (max(1, len(process_medians(result))) - 1) + [result.measured.get("noise") or ""]
 
 
 def missing(results: list[Result], asked: int) -> dict[str, int]:
